@@ -1,0 +1,1 @@
+"""Data sources for the Data layer (IDX, NPZ, LMDB) and Caffe's transforms."""

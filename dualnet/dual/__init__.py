@@ -1,0 +1,1 @@
+"""Dual-net training: the split, ADMM roles, wire protocol and transport."""

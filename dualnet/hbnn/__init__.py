@@ -1,0 +1,1 @@
+"""Hadamard binary (HBNN) layers and their bit-packed XOR/popcount kernel."""

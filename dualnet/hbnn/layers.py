@@ -1,0 +1,1 @@
+"""HBNN layer types (registered on import)."""

@@ -1,0 +1,241 @@
+"""Read prototxt files into NetParameter / SolverParameter with useful errors.
+
+A parse error names file:line:column, the layer it occurred in, and the
+nearest valid field or enum value when a name is misspelled. Legacy formats
+are upgraded on load as Caffe does (V1 `layers`, deprecated net inputs, data
+transformation fields); a file mixing `layer` and `layers` is refused.
+"""
+import os
+import re
+
+from google.protobuf import text_format
+
+from .. import dualnet_pb2 as pb
+from ..errors import PrototxtError, did_you_mean
+from .upgrade import upgrade_net, upgrade_solver
+
+
+class Origin:
+    """Where a net came from: its file and the line of each layer block."""
+
+    def __init__(self, path=None, layer_lines=None, fallback_line=None):
+        self.path = path
+        self.layer_lines = dict(layer_lines or {})
+        self.fallback_line = fallback_line
+
+    @property
+    def folder(self):
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else None
+
+    def line_of(self, layer_name):
+        return self.layer_lines.get(layer_name, self.fallback_line)
+
+    def where(self, layer_name=None):
+        """'file:line' for a layer (or just the file), as errors print it."""
+        path = self.path or "<net>"
+        line = self.line_of(layer_name) if layer_name is not None else None
+        return f"{path}:{line}" if line else path
+
+
+# ---------------------------------------------------------------- scanning
+
+_TOKEN = re.compile(
+    r"""(?P<comment>\#[^\n]*)
+      | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+      | (?P<open>[{<])
+      | (?P<close>[}>])
+      | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
+      | (?P<newline>\n)
+      | (?P<other>.)""",
+    re.VERBOSE,
+)
+
+
+def scan_blocks(text, field_names=("layer", "layers")):
+    """Top-level blocks of `field_names`: [(field, start_line, end_line, name)].
+
+    A light tokenizer (strings, comments, braces) that tolerates text that
+    does not parse, so it can also place a parse error inside its layer.
+    """
+    blocks = []
+    depth, line = 0, 1
+    pending = None        # (field, line) waiting for its '{'
+    current = None        # [field, start, end, name]
+    expect_name = False   # saw `name` at depth 1, waiting for its string
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        value = match.group()
+        if kind == "newline":
+            line += 1
+            continue
+        if kind == "comment" or (kind == "other" and value.isspace()):
+            continue
+        if kind == "string":
+            line += value.count("\n")
+            if expect_name and current is not None and current[3] is None:
+                current[3] = value[1:-1]
+            expect_name = False
+            continue
+        if kind == "other" and value == ":":
+            continue
+        if kind == "open":
+            if depth == 0 and pending is not None:
+                current = [pending[0], pending[1], None, None]
+            pending = None
+            depth += 1
+            expect_name = False
+            continue
+        if kind == "close":
+            depth = max(0, depth - 1)
+            if depth == 0 and current is not None:
+                current[2] = line
+                blocks.append(tuple(current))
+                current = None
+            expect_name = False
+            continue
+        if kind == "ident":
+            if depth == 0:
+                pending = (value, line) if value in field_names else None
+            expect_name = depth == 1 and value == "name"
+            continue
+        expect_name = False
+    if current is not None:
+        blocks.append((current[0], current[1], line, current[3]))
+    return blocks
+
+
+def _block_at(blocks, line):
+    for field, start, end, name in blocks:
+        if start <= line <= (end or start):
+            return field, name
+    return None, None
+
+
+# ---------------------------------------------------------------- errors
+
+_NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "?([\w.\[\]]+)"?')
+_NO_ENUM = re.compile(r'Enum type "([\w.]+)" has no value named "?(\w+)"?')
+_ECHO = re.compile(r"^\d+:\d+ : (?:'[^\n]*?': )?")
+
+
+def _type_name(full_name):
+    return full_name.split(".", 1)[1] if full_name.startswith("dualnet.") else full_name
+
+
+def _explain(message):
+    """Turn protobuf's parse message into a sentence with a suggestion."""
+    body = _ECHO.sub("", message).strip()
+    found = _NO_FIELD.search(body)
+    if found:
+        type_name, field = found.groups()
+        descriptor = pb.DESCRIPTOR.message_types_by_name.get(type_name.split(".")[-1])
+        fields = [f.name for f in descriptor.fields] if descriptor else []
+        if type_name.count(".") > 1:  # nested message: look it up by full name
+            fields = _nested_fields(type_name)
+        return f"unknown field '{field}' in {_type_name(type_name)}{did_you_mean(field, fields)}"
+    found = _NO_ENUM.search(body)
+    if found:
+        enum_name, value = found.groups()
+        values = _enum_values(enum_name)
+        hint = did_you_mean(value, values)
+        return f"'{value}' is not a {_type_name(enum_name)} value{hint} (expected one of {', '.join(values)})"
+    return body.replace('"dualnet.', '"')
+
+
+def _nested_fields(full_name):
+    from google.protobuf import descriptor_pool
+
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(full_name)
+    except KeyError:
+        return []
+    return [f.name for f in descriptor.fields]
+
+
+def _enum_values(full_name):
+    from google.protobuf import descriptor_pool
+
+    try:
+        descriptor = descriptor_pool.Default().FindEnumTypeByName(full_name)
+    except KeyError:
+        return []
+    return [v.name for v in descriptor.values]
+
+
+def _parse(text, message, path, blocks=None):
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        line, column = error.GetLine() or 0, error.GetColumn() or 0
+        reason = _explain(str(error))
+        if blocks:
+            field, name = _block_at(blocks, line)
+            if field is not None:
+                label = f"layer '{name}'" if name else f"a '{field}' block"
+                reason = f"in {label}: {reason}"
+        raise PrototxtError(path, line, column, reason) from None
+    return message
+
+
+# ---------------------------------------------------------------- public API
+
+def _read_text(path, what):
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise PrototxtError(path, 0, 0, f"no such {what} file") from None
+    except IsADirectoryError:
+        raise PrototxtError(path, 0, 0, f"is a folder, not a {what} file") from None
+    except UnicodeDecodeError:
+        raise PrototxtError(
+            path, 0, 0, f"is not a text {what} file (a binary .caffemodel or .solverstate?)"
+        ) from None
+
+
+def parse_net_text(text, path="<string>"):
+    """NetParameter and Origin from prototxt text; legacy formats upgraded."""
+    blocks = scan_blocks(text)
+    net = _parse(text, pb.NetParameter(), path, blocks)
+    if net.layer and net.layers:
+        first_v1 = next((b for b in blocks if b[0] == "layers"), None)
+        line = first_v1[1] if first_v1 else 0
+        raise PrototxtError(
+            path, line, 0,
+            "the file mixes 'layer' (current format) and 'layers' (legacy V1 format) blocks; "
+            "write every block as 'layer { type: \"...\" }' (V1 files are upgraded only when "
+            "they use 'layers' throughout)",
+        )
+    lines = {}
+    for _field, start, _end, name in blocks:
+        if name is not None and name not in lines:
+            lines[name] = start
+    input_line = _first_line_of(text, ("input", "input_shape", "input_dim"))
+    upgrade_net(net, source=path)
+    if input_line and "input" not in lines:
+        lines["input"] = input_line
+    return net, Origin(path, lines)
+
+
+def _first_line_of(text, names):
+    for number, content in enumerate(text.splitlines(), 1):
+        stripped = content.split("#", 1)[0].strip()
+        if any(re.match(rf"{n}\s*[:{{]", stripped) for n in names):
+            return number
+    return None
+
+
+def read_net_param(path):
+    """Read a net prototxt file: (NetParameter, Origin)."""
+    return parse_net_text(_read_text(path, "net prototxt"), path)
+
+
+def parse_solver_text(text, path="<string>"):
+    solver = _parse(text, pb.SolverParameter(), path)
+    upgrade_solver(solver, source=path)
+    return solver
+
+
+def read_solver_param(path):
+    """Read a solver prototxt file into a SolverParameter."""
+    return parse_solver_text(_read_text(path, "solver prototxt"), path)
