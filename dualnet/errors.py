@@ -14,7 +14,12 @@ class PrototxtError(DualnetError):
 
     def __init__(self, path, line, column, message):
         self.path, self.line, self.column = path, line, column
-        where = f"{path}:{line}:{column}" if column else f"{path}:{line}"
+        if not line:
+            where = f"{path}"
+        elif column:
+            where = f"{path}:{line}:{column}"
+        else:
+            where = f"{path}:{line}"
         super().__init__(f"{where}: {message}")
 
 

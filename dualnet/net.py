@@ -148,33 +148,33 @@ class Net:
     Net(model, weights_path, phase)        pycaffe's older argument order
     """
 
-    def __init__(self, model, phase=TRAIN, weights=None, *, level=0, stages=(), origin=None):
+    def __init__(self, model, phase=TRAIN, weights=None, *, level=0, stages=(), state=None, origin=None):
         if isinstance(phase, str) and not isinstance(weights, str):
             # pycaffe's Net(model, weights, phase)
             phase, weights = (weights if weights is not None else TRAIN), phase
-        if phase not in (TRAIN, TEST):
-            raise DualnetError(f"phase must be dualnet.TRAIN or dualnet.TEST, got {phase!r}")
         from .io.text import Origin, read_net_param
+        from .io.upgrade import upgrade_net
 
         if isinstance(model, pb.NetParameter):
             net_param = pb.NetParameter()
             net_param.CopyFrom(model)
-            from .io.upgrade import upgrade_net
-
             upgrade_net(net_param)
             self.origin = origin or Origin(None)
         else:
             model = os.fspath(model)
             net_param, self.origin = read_net_param(model)
-        self.phase = phase
-        state = pb.NetState(phase=phase, level=level)
-        state.stage.extend(stages)
-        if net_param.HasField("state"):
-            state.level = net_param.state.level if not level else level
-            for stage in net_param.state.stage:
-                if stage not in state.stage:
-                    state.stage.append(stage)
+        if state is None:
+            # As Caffe's Net(file, phase, level, stages): phase and level
+            # replace the file's, stages are added to its own.
+            if phase not in (TRAIN, TEST):
+                raise DualnetError(f"phase must be dualnet.TRAIN or dualnet.TEST, got {phase!r}")
+            state = pb.NetState()
+            state.CopyFrom(net_param.state)
+            state.phase, state.level = phase, level
+            state.stage.extend(stages)
         self.state = state
+        self.phase = state.phase
+        phase = state.phase
         self.name = net_param.name
         self.force_backward = net_param.force_backward
         filtered = filter_net(net_param, state, self.origin)
