@@ -26,7 +26,8 @@ class GlogFormatter(logging.Formatter):
         )
         text = record.getMessage()
         if self.role:
-            prefix = f"[{self.role}] " + prefix
+            # After the prefix, so parse_log.py still reads the timestamp.
+            text = f"[{self.role}] {text}"
         return prefix + text
 
 

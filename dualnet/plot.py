@@ -2,8 +2,8 @@
 
 Reads the lines Caffe's parse_log.py reads — `Iteration N (...), loss = L`,
 `Iteration N, Testing net (#0)`, `Test net output #k: name = v` — with their
-glog timestamps, per role when a dual-net log prefixes lines with [net1] /
-[net2], and draws train loss and test accuracy against iterations and seconds.
+glog timestamps, per role when a dual-net log tags lines with [net1] /
+[net2] after the prefix, and draws train loss and test accuracy against iterations and seconds.
 """
 import datetime
 import os
@@ -11,8 +11,8 @@ import re
 
 from .errors import DualnetError
 
-_PREFIX = re.compile(r"^(?:\[(?P<role>[\w-]+)\]\s+)?[IWEF](?P<month>\d\d)(?P<day>\d\d)\s+"
-                     r"(?P<time>\d\d:\d\d:\d\d\.\d+)\s+\d+\s+\S+\]\s(?P<text>.*)$")
+_PREFIX = re.compile(r"^[IWEF](?P<month>\d\d)(?P<day>\d\d)\s+(?P<time>\d\d:\d\d:\d\d\.\d+)\s+\d+\s+\S+\]\s"
+                     r"(?:\[(?P<role>[\w-]+)\]\s)?(?P<text>.*)$")
 _TRAIN = re.compile(r"Iteration (\d+) \(.*\), loss = ([-+\w.]+)")
 _TESTING = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
 _TEST_OUTPUT = re.compile(r"Test net output #\d+: (\S+) = ([-+\w.]+)")

@@ -215,6 +215,10 @@ class Solver:
         self.losses, self.smoothed_loss = [], 0.0
         timer, iterations_last = time.perf_counter(), self.iter
         bar = self._progress_bar(iterations)
+        # Non-finite values are caught and explained by forward_backward; keep
+        # NumPy's warnings about them out of the log.
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        errstate.__enter__()
         try:
             while self.iter < stop:
                 if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
@@ -243,6 +247,7 @@ class Solver:
                     self.requested_early_exit = True
                     break
         finally:
+            errstate.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
 
