@@ -268,10 +268,12 @@ class Net:
                 layer.setup(bottoms, tops)
                 layer.load_blobs_from_param()
                 layer.reshape(bottoms, tops)
-            except LayerError as error:
+            except (LayerError, NetError) as error:
+                if isinstance(error, NetError):
+                    raise
                 self._fail(param, str(error))
-            except DualnetError:
-                raise
+            except DualnetError as error:
+                self._fail(param, str(error))
             except Exception as error:  # a bug, or a user's Python layer
                 if param.type == "Python":
                     raise

@@ -280,3 +280,34 @@ def test_weights_field_initialises_from_a_caffemodel(tmp_path):
 
 
 del X, pb
+
+
+def npz_net(tmp_path, records=50):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "set.npz"
+    np.savez(path, data=rng.integers(0, 255, (records, 1, 4, 4)).astype(np.uint8),
+             label=rng.integers(0, 3, records))
+    return f"""
+layer {{ name: "d" type: "Data" top: "data" top: "label" transform_param {{ scale: 0.01 }}
+        data_param {{ source: "{path}" batch_size: 8 backend: NPZ shuffle: true }} }}
+layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "y"
+        inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "y" bottom: "label" top: "loss" }}
+"""
+
+
+def test_resume_continues_the_shuffled_data_order_exactly(tmp_path):
+    def solver():
+        text = (f'net_param {{ {npz_net(tmp_path)} }} base_lr: 0.5 momentum: 0.9 lr_policy: "fixed" '
+                f'display: 0 random_seed: 5 snapshot_prefix: "{tmp_path}/s/npz"')
+        return dualnet.get_solver(parse_solver_text(text, str(tmp_path / "solver.prototxt")))
+
+    straight = solver()
+    straight.step(14)                  # 112 samples: past two epochs of 50 records
+    interrupted = solver()
+    interrupted.step(9)
+    _, state_path = interrupted.snapshot()
+    resumed = solver()
+    resumed.restore(state_path)
+    resumed.step(5)
+    np.testing.assert_array_equal(resumed.net.params["fc"][0].data, straight.net.params["fc"][0].data)

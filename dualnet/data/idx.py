@@ -1,0 +1,116 @@
+"""MNIST-style IDX files, plain or gzip-compressed.
+
+An IDX file is a 4-byte magic number 0x00 0x00 <type> <ndim>, then ndim
+big-endian uint32 dimensions, then the values in C order, big-endian:
+
+    type 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64
+
+A data set is a pair of files sharing a prefix: `<prefix>-images-idx3-ubyte`
+(N x H x W, or N x C x H x W) and `<prefix>-labels-idx1-ubyte` (N), each
+optionally ending in .gz ("train-images.idx3-ubyte" with a dot is accepted
+too). A source names the prefix ("<dir>/train") or the images file itself.
+"""
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from ..errors import DataError
+
+_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_IMAGE_STEMS = ("-images-idx3-ubyte", "-images.idx3-ubyte")
+_LABEL_STEMS = ("-labels-idx1-ubyte", "-labels.idx1-ubyte")
+
+
+def read_idx(path):
+    """The array stored in IDX file `path` (native byte order, read-only)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == _GZIP_MAGIC:
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read IDX file '{path}': {error}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES or raw[3] == 0:
+        raise DataError(
+            f"'{path}' is not an IDX file: its magic number is 0x{raw[:4].hex() or 'empty'} "
+            f"(an IDX file starts with 00 00, a type byte 08/09/0B/0C/0D/0E and the number of dimensions)"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"IDX file '{path}' is truncated inside its header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    dtype = np.dtype(_TYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"IDX file '{path}' declares shape {dims} ({expected} bytes of data) "
+            f"but holds {len(raw) - header} bytes after its header"
+        )
+    array = np.frombuffer(raw, dtype, int(np.prod(dims)), header).reshape(dims)
+    if dtype.byteorder == ">":
+        array = array.astype(dtype.newbyteorder("="))
+        array.flags.writeable = False
+    return array
+
+
+def _existing(stem_path):
+    for path in (stem_path, stem_path + ".gz"):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def idx_pair_candidates(base):
+    """The images files that `base` (a prefix or an images file) may name."""
+    name = os.path.basename(base)
+    if any(stem in name for stem in _IMAGE_STEMS):
+        return [base]
+    return [base + stem + suffix for stem in _IMAGE_STEMS for suffix in ("", ".gz")]
+
+
+def find_idx_pair(base):
+    """(images path, labels path or None) for a prefix or images file, or None."""
+    for images in idx_pair_candidates(base):
+        if not os.path.isfile(images):
+            continue
+        for image_stem, label_stem in zip(_IMAGE_STEMS, _LABEL_STEMS):
+            head, sep, _ = images.rpartition(image_stem)
+            if sep:
+                return images, _existing(head + label_stem)
+        return images, None
+    return None
+
+
+def label_path_for(images):
+    for image_stem, label_stem in zip(_IMAGE_STEMS, _LABEL_STEMS):
+        head, sep, _ = images.rpartition(image_stem)
+        if sep:
+            return head + label_stem + "[.gz]"
+    return "<labels file>"
+
+
+def read_idx_pair(images_path, labels_path):
+    """images (N x C x H x W, uint8 or float32) and labels (N,) from an IDX pair."""
+    images = read_idx(images_path)
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim != 4:
+        raise DataError(
+            f"IDX images file '{images_path}' has shape {images.shape}; "
+            f"expected N x H x W or N x C x H x W"
+        )
+    if images.dtype != np.uint8:
+        images = images.astype(np.float32)
+    labels = read_idx(labels_path)
+    if labels.ndim != 1:
+        raise DataError(f"IDX labels file '{labels_path}' has shape {labels.shape}; expected one label per image (N)")
+    if len(labels) != len(images):
+        raise DataError(
+            f"IDX files disagree: '{images_path}' holds {len(images)} images "
+            f"but '{labels_path}' holds {len(labels)} labels"
+        )
+    return images, labels
