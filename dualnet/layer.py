@@ -40,10 +40,30 @@ def register(type_name):
     return decorate
 
 
+# Caffe layer types dualnet does not implement, with what to do instead.
+NOT_IMPLEMENTED = {
+    "ImageData": "convert the image list to an LMDB with Caffe's convert_imageset (or to an NPZ) and use a Data layer",
+    "WindowData": "crop the windows into an LMDB or NPZ and use a Data layer",
+    "HDF5Data": "convert the HDF5 file to an NPZ (arrays 'data' and 'label') and use a Data layer",
+    "HDF5Output": "save outputs from Python with net.forward() instead",
+    "Im2col": "use a Convolution layer",
+    "Threshold": "use a Python layer",
+    "SPP": "use Pooling layers and Concat",
+    "Embed": "use an InnerProduct layer on one-hot inputs",
+    "RNN": "recurrent layers are not supported",
+    "LSTM": "recurrent layers are not supported",
+    "Tile": "use Concat of the same blob",
+    "InfogainLoss": "use SoftmaxWithLoss, or a Python layer for the infogain matrix",
+    "ContrastiveLoss": "use a Python layer",
+}
+
+
 def create_layer(param, phase=pb.TRAIN, source_dir=None):
     """Instantiate the layer class named by `param.type`."""
     _load_layer_modules()
     cls = LAYER_TYPES.get(param.type)
+    if cls is None and param.type in NOT_IMPLEMENTED:
+        raise LayerError(f"layer type '{param.type}' is not implemented by dualnet: {NOT_IMPLEMENTED[param.type]}")
     if cls is None:
         known = ", ".join(sorted(LAYER_TYPES))
         raise LayerError(

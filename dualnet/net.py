@@ -47,12 +47,15 @@ def state_meets_rule(state, rule):
     return True
 
 
-def filter_net(net_param, state, origin=None):
-    """The layers of `net_param` that the NetState includes (Caffe's FilterNet)."""
+def filter_net(net_param, state, origin=None, kept=None):
+    """The layers of `net_param` that the NetState includes (Caffe's FilterNet).
+
+    `kept`, when given a list, receives the index in `net_param` of each kept layer.
+    """
     filtered = pb.NetParameter()
     filtered.CopyFrom(net_param)
     del filtered.layer[:]
-    for layer in net_param.layer:
+    for index, layer in enumerate(net_param.layer):
         if layer.include and layer.exclude:
             where = origin.where(layer.name) if origin else "<net>"
             raise NetError(
@@ -65,6 +68,8 @@ def filter_net(net_param, state, origin=None):
             included = True
         if included:
             filtered.layer.add().CopyFrom(layer)
+            if kept is not None:
+                kept.append(index)
     return filtered
 
 
@@ -177,7 +182,10 @@ class Net:
         phase = state.phase
         self.name = net_param.name
         self.force_backward = net_param.force_backward
-        filtered = filter_net(net_param, state, self.origin)
+        kept = []
+        filtered = filter_net(net_param, state, self.origin, kept)
+        block_lines = self.origin.block_lines
+        self._lines = {layer.name: block_lines[i] for layer, i in zip(filtered.layer, kept)} if block_lines else {}
         for layer in filtered.layer:
             if not layer.HasField("phase"):
                 layer.phase = phase
@@ -188,7 +196,9 @@ class Net:
 
     # ------------------------------------------------------------ building
     def _where(self, layer_param):
-        return f"{self.origin.where(layer_param.name)}: layer '{layer_param.name}' ({layer_param.type})"
+        line = self._lines.get(layer_param.name)
+        where = f"{self.origin.path or '<net>'}:{line}" if line else self.origin.where(layer_param.name)
+        return f"{where}: layer '{layer_param.name}' ({layer_param.type})"
 
     def _fail(self, layer_param, reason, error_type=NetError):
         raise error_type(f"{self._where(layer_param)}: {reason}") from None
@@ -535,6 +545,14 @@ class Net:
                     if learnable is blob:
                         self.learnable_params[k] = owner
             self.params[name] = self.layer_dict[name].blobs
+
+    def share_data_cursors_with(self, other):
+        """Make same-named data layers draw from `other`'s cursors, so that several
+        instances of one net (e.g. for pipelining) read consecutive batches."""
+        for name, layer in self.layer_dict.items():
+            theirs = other.layer_dict.get(name)
+            if theirs is not None and hasattr(layer, "share_cursor") and type(theirs) is type(layer):
+                layer.share_cursor(theirs)
 
     def copy_from(self, path):
         """Copy weights from a .caffemodel, matching layers by name."""

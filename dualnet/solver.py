@@ -236,6 +236,7 @@ class Solver:
                              fmt(done / lapse if lapse else 0.0), fmt(lapse), p.display, fmt(self.smoothed_loss))
                     timer, iterations_last = time.perf_counter(), self.iter
                     self._log_outputs(self.net, "Train", {n: self.net.blobs[n].data for n in self.net.outputs})
+                    self.on_display()
                 self.apply_update()
                 if bar is not None:
                     bar.update(1)
@@ -396,6 +397,9 @@ class Solver:
         write_state(state_path, state)
         self.last_snapshot = (model_path, state_path)
         return model_path, state_path
+
+    def on_display(self):
+        """Hook for subclasses: more lines after each display (dual roles log wire bytes)."""
 
     def extend_state(self, state):
         """Hook for subclasses (dual-net roles) to add to the SolverState."""

@@ -123,11 +123,17 @@ def _missing_hint(source):
     name = os.path.basename(os.path.normpath(source)).lower()
     hint = ""
     if "lmdb" in name or "leveldb" in name:
-        script = "examples/cifar10/create_cifar10.sh" if "cifar" in name else "examples/mnist/create_mnist.sh"
+        if "cifar" in name:
+            maker = "Caffe's examples/cifar10/create_cifar10.sh"
+        elif "mnist" in name:
+            maker = "Caffe's examples/mnist/create_mnist.sh"
+        elif "ilsvrc" in name or "imagenet" in name:
+            maker = "Caffe's examples/imagenet/create_imagenet.sh"
+        else:
+            maker = "Caffe's convert_imageset tool"
         hint = (
-            f" This looks like a database made by one of Caffe's example scripts ({script}): "
-            f"run it from Caffe's root folder to create it, or read raw files instead: "
-            f"source: \"<dir>/train\" with backend: IDX, or a .npz file with backend: NPZ."
+            f" It looks like a database made with {maker}: create it (from Caffe's root folder), "
+            f"or read raw files instead: source: \"<dir>/train\" with backend: IDX, or a .npz file with backend: NPZ."
         )
     if "mnist" in name and os.path.isdir(FASHION_MNIST):
         split = "t10k" if "test" in name or "t10k" in name else "train"
@@ -160,5 +166,5 @@ def open_source(data_param, source_dir=None):
             return opened
     raise DataError(
         f"data source '{source}' not found: looked for {_looked_for(backend)} "
-        f"at <path> = {', then '.join(tried)}.{_missing_hint(source)}"
+        f"at {' and '.join(repr(path) for path in tried)}.{_missing_hint(source)}"
     )

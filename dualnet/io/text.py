@@ -16,12 +16,18 @@ from .upgrade import upgrade_net, upgrade_solver
 
 
 class Origin:
-    """Where a net came from: its file and the line of each layer block."""
+    """Where a net came from: its file and the line of each layer block.
 
-    def __init__(self, path=None, layer_lines=None, fallback_line=None):
+    `block_lines[i]` is the line of the i-th layer of the (upgraded)
+    NetParameter, so layers that share a name across phases keep their own
+    lines; `layer_lines` maps a name to its first line.
+    """
+
+    def __init__(self, path=None, layer_lines=None, fallback_line=None, block_lines=None):
         self.path = path
         self.layer_lines = dict(layer_lines or {})
         self.fallback_line = fallback_line
+        self.block_lines = list(block_lines or [])
 
     @property
     def folder(self):
@@ -210,11 +216,16 @@ def parse_net_text(text, path="<string>"):
     for _field, start, _end, name in blocks:
         if name is not None and name not in lines:
             lines[name] = start
+    block_lines = [start for _field, start, _end, _name in blocks]
     input_line = _first_line_of(text, ("input", "input_shape", "input_dim"))
     upgrade_net(net, source=path)
     if input_line and "input" not in lines:
         lines["input"] = input_line
-    return net, Origin(path, lines)
+    if len(net.layer) == len(block_lines) + 1 and net.layer[0].type == "Input" and input_line:
+        block_lines.insert(0, input_line)       # the Input layer made from deprecated net inputs
+    if len(block_lines) != len(net.layer):
+        block_lines = []
+    return net, Origin(path, lines, block_lines=block_lines)
 
 
 def _first_line_of(text, names):

@@ -85,6 +85,10 @@ class Data(Layer):
     def get_state(self):
         return self.order.get_state()
 
+    def share_cursor(self, other):
+        """Draw batches from `other`'s cursor (several net instances reading one stream)."""
+        self.order = other.order
+
     def set_state(self, state):
         self.order.set_state(state)
 
