@@ -166,5 +166,5 @@ def open_source(data_param, source_dir=None):
             return opened
     raise DataError(
         f"data source '{source}' not found: looked for {_looked_for(backend)} "
-        f"at {' and '.join(repr(path) for path in tried)}.{_missing_hint(source)}"
+        f"with <path> = {' or '.join(tried)}.{_missing_hint(source)}"
     )
