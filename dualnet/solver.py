@@ -53,6 +53,10 @@ def resolve_path(path, solver_source, what):
 class Solver:
     """Train a net as a SolverParameter says; see get_solver()."""
 
+    # After max_iter, one more forward to display the final loss (Caffe does);
+    # a dual-net half has no loss of its own without its peer, so it skips it.
+    final_display = True
+
     def __init__(self, param, source=None, weights=None, action_request=None, progress=False):
         self.param = param
         self.source = source or "<solver>"
@@ -201,7 +205,7 @@ class Solver:
         if self.requested_early_exit:
             log.info("Optimization stopped early.")
             return
-        if p.display and self.iter % p.display == 0:
+        if p.display and self.iter % p.display == 0 and self.final_display:
             loss = self.net.forward_layers()
             self._update_smoothed_loss(loss, start)
             log.info("Iteration %d, loss = %s", self.iter, fmt(self.smoothed_loss))

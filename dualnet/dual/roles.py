@@ -1,0 +1,424 @@
+"""The two roles of a dual net, as solvers whose forward/backward crosses the link.
+
+Both roles run Caffe's solver loop (dualnet.solver.Solver: tests, display,
+updates, snapshots, signals) on their half; only `forward_backward` and
+`test` differ:
+
+net1 (holds the data)                      net2
+  forward to the cut: a, labels, ids
+  FORWARD{step, a, labels, ids}  ------->  z_0 = a + u; z-steps on l(f2(z), y)
+                                           (one forward/backward gives grad_z
+                                           and grad_theta2); update theta2
+  t = a + delta                  <-------  TARGET{step, delta = z_K - z_0, loss}
+  consistency loss w/2N ||a - t||^2,
+  backward, update theta1
+
+DUAL_LAYER: net2 trains on z = a and sends the output of its first layer L;
+net1's loss compares that with its own copy L' of the layer.
+Schedules: LOCKSTEP waits for each target; PIPELINED keeps up to
+max_staleness batches in flight (net1 forwards batch t+s with weights of
+step t while net2 works), using max_staleness+1 instances of net1 that share
+weights and the data cursor. k1/k2 alternation freezes one side's weights
+while the other trains. Test batches go through both halves (TEST /
+TEST_RESULT); net2 logs the test outputs. Messages are idempotent by step: a
+resent FORWARD gets the cached TARGET, a stale TARGET is ignored.
+"""
+import collections
+import resource
+
+import numpy as np
+
+from .. import dualnet_pb2 as pb
+from .. import random as dn_random
+from ..errors import DualnetError
+from ..log import get_logger
+from ..net import Net
+from ..solver import Solver, fmt
+from .admm import AdmmState
+from .protocol import decode_cut, encode_cut
+from .split import DUAL_LAYER
+from .transport import LinkReset
+from ..errors import ProtocolError
+
+log = get_logger("dualnet.dual")
+MSG = pb.WireHeader
+LOCKSTEP, PIPELINED = pb.DualParameter.LOCKSTEP, pb.DualParameter.PIPELINED
+
+
+class Wire:
+    """What a role sends and receives, in the agreed encoding.
+
+    net1 keeps each FORWARD / TEST until it is answered, and sends them again
+    after a LinkReset (the connection dropped and came back; what was in
+    flight may be lost); net2 answers a repeated FORWARD from its cache.
+    """
+
+    def __init__(self, split, encoding, role):
+        self.split, self.encoding, self.role = split, encoding, role
+        self.accepts = ({MSG.TARGET, MSG.TEST_RESULT} if role == "net1" else {MSG.FORWARD, MSG.TEST})
+        self.unanswered = collections.OrderedDict()     # (phase, step) -> (kind, arrays)
+
+    def send_cut(self, link, kind, step, a, labels, ids, phase):
+        arrays = dict(encode_cut(a, self.encoding))
+        arrays["ids"] = np.ascontiguousarray(ids, dtype=np.int64)
+        for name, value in labels.items():
+            arrays[name] = np.ascontiguousarray(value, dtype=np.float32)
+        self.unanswered[(phase, step)] = (kind, arrays)
+        return link.send(kind, step, arrays=arrays, phase=phase)
+
+    def decode_cut(self, message, phase):
+        a = decode_cut(message.arrays, self.encoding, self.split.cut_shapes[phase])
+        labels = {name: message.arrays[name] for name in self.split.label_blobs}
+        return a, labels, message.arrays["ids"]
+
+    def send(self, link, kind, step, arrays, values, phase=pb.TRAIN):
+        return link.send(kind, step, arrays=arrays, values=values, phase=phase)
+
+    def receive(self, link):
+        while True:
+            try:
+                message = link.recv(self.accepts)
+            except LinkReset as reset:
+                log.warning("%s; sending the %d unanswered message(s) again", reset, len(self.unanswered))
+                for (phase, step), (kind, arrays) in self.unanswered.items():
+                    link.send(kind, step, arrays=arrays, phase=phase)
+                continue
+            except ProtocolError as error:
+                log.warning("Discarded a message: %s", error)
+                continue
+            self.unanswered.pop((message.phase, message.iter), None)
+            return message
+
+
+def role_solver_param(param, net_param, role):
+    """The role's SolverParameter: the same settings, its half as the net."""
+    out = pb.SolverParameter()
+    out.CopyFrom(param)
+    for name in ("net", "train_net", "test_net", "net_param", "train_net_param", "test_net_param"):
+        out.ClearField(name)
+    out.net_param.CopyFrom(net_param)
+    out.snapshot_prefix = f"{param.snapshot_prefix}_{role}"
+    return out
+
+
+def peak_rss_mb():
+    """This process's peak resident set size in MB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class DualRole(Solver):
+    role = None
+    final_display = False
+
+    def __init__(self, param, source, split, link, wire, **options):
+        self.split, self.link, self.wire = split, link, wire
+        self.dual = param.dual_param
+        self._pending = collections.deque()
+        self.peer_progress = 0
+        self.start_iter = 0
+        super().__init__(role_solver_param(param, getattr(split, self.role), self.role), source, **options)
+        self.train_bytes = [0, 0]           # sent, received by training steps (tests excluded)
+
+    # ---- messages
+    def _receive(self, kind, step, phase=pb.TRAIN, stale_ok=()):
+        """The message of `kind` for `step`, keeping others that arrive early for later."""
+        for i, message in enumerate(self._pending):
+            if message.type == kind and message.iter == step and message.phase == phase:
+                del self._pending[i]
+                return message
+        while True:
+            message = self.wire.receive(self.link)
+            if message.phase == pb.TRAIN and message.type in (MSG.FORWARD, MSG.TARGET):
+                # the peer has finished the iterations before this step (and their snapshots)
+                self.peer_progress = max(self.peer_progress, message.iter // self.param.iter_size)
+            if message.type == kind and message.iter == step and message.phase == phase:
+                return message
+            if self._handle_out_of_order(message, step):
+                continue
+            self._pending.append(message)
+
+    def _handle_out_of_order(self, message, step):
+        """True when a message was dealt with (e.g. a duplicate); False keeps it for later."""
+        return False
+
+    def forward_backward(self):
+        sent, received = self.link.bytes_sent, self.link.bytes_received
+        try:
+            return self.exchange()
+        finally:
+            self.train_bytes[0] += self.link.bytes_sent - sent
+            self.train_bytes[1] += self.link.bytes_received - received
+
+    def _wire_totals(self):
+        return tuple(self.train_bytes)
+
+    def on_display(self):
+        sent, received = self._wire_totals()
+        done = max(1, self.iter + 1 - self.start_iter)
+        log.info("    Wire: %s bytes sent, %s bytes received per iteration (mean over %d)",
+                 fmt(sent / done), fmt(received / done), done)
+
+    def apply_update(self):
+        if self.trains_now():
+            super().apply_update()
+        else:
+            self.iter += 1
+
+    def trains_now(self):
+        """k1/k2 alternation: net1 trains k1 iterations, then net2 trains k2."""
+        k1, k2 = self.dual.k1, self.dual.k2
+        if k1 <= 0 and k2 <= 0:
+            return True
+        net1_turn = self.iter % (k1 + k2) < k1
+        return net1_turn if self.role == "net1" else not net1_turn
+
+    def extend_state(self, state):
+        dual = state.dual_state
+        dual.role, dual.iter, dual.split_at = self.role, self.iter, self.split.cut
+
+    def restore_extension(self, state):
+        if state.HasField("dual_state"):
+            dual = state.dual_state
+            if dual.role and dual.role != self.role:
+                raise DualnetError(f"the snapshot belongs to {dual.role}, not {self.role}; pass each role its own")
+            if dual.split_at and dual.split_at != self.split.cut:
+                raise DualnetError(f"the snapshot was cut at '{dual.split_at}', this run cuts at '{self.split.cut}'")
+
+    def finish(self):
+        log.info("Peak memory (RSS) of %s: %.1f MB", self.role, peak_rss_mb())
+
+
+class Net1Role(DualRole):
+    role = "net1"
+
+    def __init__(self, param, source, split, link, wire, **options):
+        super().__init__(param, source, split, link, wire, **options)
+        target_layer = f"{split.target_blob}_target"
+        names = self.net._layer_names
+        if target_layer not in names:
+            raise DualnetError(f"net1 has no '{target_layer}' Input layer for net2's target")
+        self.boundary = names.index(target_layer)
+        self.target_name = target_layer
+        self.staleness = self.dual.max_staleness if self.dual.schedule == PIPELINED else 0
+        if self.staleness and param.iter_size > 1:
+            raise DualnetError("PIPELINED schedules need iter_size: 1")
+        self.instances = [self.net]
+        for _ in range(self.staleness):
+            twin = Net(self.net.param, state=self.net.state, origin=self.net.origin)
+            twin.share_with(self.net)
+            twin.share_data_cursors_with(self.net)
+            self.instances.append(twin)
+        self.in_flight = collections.deque()     # (step, instance, rng state, data states) in order
+        self.next_step = None
+        self._stop_step = None
+
+    def _data_layers(self, net):
+        return [layer for layer in net.layers if hasattr(layer, "last_indices")]
+
+    def _send_forward(self, net, step, kind=MSG.FORWARD, phase=pb.TRAIN, end=None):
+        net.forward_layers(0, (self.boundary - 1) if end is None else end)
+        a = net.blobs[self.split.cut].data
+        ids = self._data_layers(net)[0].last_indices if self._data_layers(net) else np.arange(a.shape[0])
+        labels = {name: net.blobs[name].data for name in self.split.label_blobs}
+        self.wire.send_cut(self.link, kind, step, a, labels, ids, phase)
+        return a
+
+    def _finish(self, net, step, a):
+        message = self._receive(MSG.TARGET, step)
+        target = net.blobs[self.target_name]
+        if self.split.mode == DUAL_LAYER:
+            target.data = message.arrays["target"].reshape(target.shape).astype(target.dtype, copy=False)
+        else:
+            target.data = (a + message.arrays["delta"].reshape(a.shape)).astype(target.dtype, copy=False)
+        self.peer_loss = message.values.get("loss")
+        loss = net.forward_layers(self.boundary, len(net.layers) - 1)
+        net.backward_layers()
+        return loss
+
+    def step(self, iterations):
+        self._stop_step = self.iter + iterations
+        self.next_step = self.iter
+        try:
+            super().step(iterations)
+        finally:
+            self._stop_step = None
+
+    def exchange(self):
+        if not self.staleness:
+            self.net.clear_param_diffs()
+            total = 0.0
+            size = self.param.iter_size
+            for k in range(size):
+                step = self.iter * size + k
+                a = self._send_forward(self.net, step)
+                total += self._checked(self._finish(self.net, step, a))
+            return total / size
+        # PIPELINED: keep batches iter .. iter+staleness in flight
+        if self.next_step is None or self.next_step < self.iter:
+            self.next_step = self.iter
+        limit = self._stop_step if self._stop_step is not None else self.param.max_iter
+        while self.next_step <= min(self.iter + self.staleness, limit - 1):
+            net = self.instances[self.next_step % len(self.instances)]
+            states = {name: layer.get_state() for name, layer in net.layer_dict.items() if hasattr(layer, "get_state")}
+            rng_state = dn_random.get_state()
+            a = self._send_forward(net, self.next_step)
+            self.in_flight.append((self.next_step, net, rng_state, states, a))
+            self.next_step += 1
+        step, net, _rng, _states, a = self.in_flight.popleft()
+        if step != self.iter:
+            raise DualnetError(f"net1 pipeline out of order: batch {step} at iteration {self.iter}")
+        self.net.clear_param_diffs()
+        return self._checked(self._finish(net, step, a))
+
+    def _checked(self, loss):
+        import math
+
+        if not math.isfinite(loss):
+            self._stop_nonfinite(loss)
+        return loss
+
+    def test(self, index=0):
+        log.info("Iteration %d, Testing net (#%d)", self.iter, index)
+        net = self.test_nets[index]
+        batches = self.param.test_iter[index]
+        totals = {}
+        for i in range(batches):
+            self._send_forward(net, i, MSG.TEST, pb.TEST, end=len(net.layers) - 1)
+            message = self._receive(MSG.TEST_RESULT, i, pb.TEST)
+            for name, value in message.values.items():
+                totals[name] = totals.get(name, 0.0) + value
+        return {name: value / batches for name, value in totals.items()}
+
+    def _layer_states(self):
+        states = super()._layer_states()
+        if self.in_flight:
+            # batches drawn for steps not yet taken are drawn again after a resume
+            _step, _net, _rng, recorded, _a = self.in_flight[0]
+            import json
+
+            states = [pb.LayerState(layer=name, json=json.dumps(value)) for name, value in recorded.items()]
+        return states
+
+    def snapshot(self):
+        if self.in_flight:
+            current = dn_random.get_state()
+            dn_random.set_state(self.in_flight[0][2])
+            try:
+                return super().snapshot()
+            finally:
+                dn_random.set_state(current)
+        return super().snapshot()
+
+
+class Net2Role(DualRole):
+    role = "net2"
+
+    def __init__(self, param, source, split, link, wire, **options):
+        super().__init__(param, source, split, link, wire, **options)
+        cut_shape = split.cut_shapes[pb.TRAIN]
+        self.admm = AdmmState(self.dual, cut_shape[0], cut_shape[1:])
+        self.sent = collections.OrderedDict()     # step -> (arrays, values): the TARGET cache
+        self.cache_size = 2 + (self.dual.max_staleness if self.dual.schedule == PIPELINED else 0)
+        names = self.net._layer_names
+        self.first_index = None
+        if split.mode == DUAL_LAYER:
+            self.first_index = names.index(split.first_layers[0])
+
+    def _handle_out_of_order(self, message, step):
+        if message.type == MSG.FORWARD and message.phase == pb.TRAIN and message.iter in self.sent:
+            arrays, values = self.sent[message.iter]
+            log.info("net1 resent FORWARD %d: answering with the cached TARGET", message.iter)
+            self.wire.send(self.link, MSG.TARGET, message.iter, arrays, values)
+            return True
+        if message.type == MSG.FORWARD and message.phase == pb.TRAIN and message.iter < step:
+            log.info("Ignoring a stale FORWARD %d (now at step %d)", message.iter, step)
+            return True
+        return False
+
+    def _set_inputs(self, net, a, labels):
+        net.blobs[self.split.cut].data = a
+        for name, value in labels.items():
+            net.blobs[name].data = value.reshape(net.blobs[name].shape)
+
+    def exchange(self):
+        size = self.param.iter_size
+        self.net.clear_param_diffs()
+        total = 0.0
+        for k in range(size):
+            step = self.iter * size + k
+            message = self._receive(MSG.FORWARD, step)
+            a, labels, ids = self.wire.decode_cut(message, pb.TRAIN)
+            loss, arrays = self._train_on(a, labels, ids)
+            values = {"loss": loss}
+            self.wire.send(self.link, MSG.TARGET, step, arrays, values)
+            self.sent[step] = (arrays, values)
+            while len(self.sent) > self.cache_size:
+                self.sent.popitem(last=False)
+            total += loss
+        self.admm.advance(self.iter + 1)
+        return total / size
+
+    def _train_on(self, a, labels, ids):
+        net, cut = self.net, self.split.cut
+        if self.split.mode == DUAL_LAYER:
+            self._set_inputs(net, a, labels)
+            net.forward_layers(0, self.first_index)
+            target = net.blobs[self.split.target_blob].data.copy()
+            loss = net.forward_layers(self.first_index + 1, len(net.layers) - 1)
+            self._check(loss)
+            net.backward_layers()
+            return loss, {"target": target}
+        z0, u = self.admm.start(a, ids)
+        z = z0
+        steps = max(1, self.dual.z_steps)
+        saved = [b.diff.copy() for b in net.learnable_params] if steps > 1 else None
+        for s in range(steps):
+            if saved is not None:
+                for blob, diff in zip(net.learnable_params, saved):
+                    blob.diff[...] = diff           # only the last z-step's theta2 gradient counts
+            self._set_inputs(net, z, labels)
+            loss = net.forward_layers()
+            self._check(loss)
+            net.backward_layers()
+            z = self.admm.z_step(z, net.blobs[cut].diff, a, u)
+        self.admm.finish(a, z, ids)
+        return loss, {"delta": (z - z0).astype(np.float32, copy=False)}
+
+    def _check(self, loss):
+        import math
+
+        if not math.isfinite(loss):
+            self._stop_nonfinite(loss)
+
+    def test(self, index=0):
+        log.info("Iteration %d, Testing net (#%d)", self.iter, index)
+        net = self.test_nets[index]
+        batches = self.param.test_iter[index]
+        totals, loss = {}, 0.0
+        for i in range(batches):
+            message = self._receive(MSG.TEST, i, pb.TEST)
+            a, labels, _ids = self.wire.decode_cut(message, pb.TEST)
+            self._set_inputs(net, a, labels)
+            outputs = net.forward()
+            loss += net.loss
+            values = {}
+            for name in net.outputs:
+                value = np.asarray(outputs[name], dtype=np.float64)
+                totals[name] = totals.get(name, 0.0) + value
+                if value.size == 1:
+                    values[name] = float(value)
+            self.wire.send(self.link, MSG.TEST_RESULT, i, {}, values, pb.TEST)
+        if self.param.test_compute_loss:
+            log.info("Test loss: %s", fmt(loss / batches))
+        means = {name: totals[name] / batches for name in net.outputs}
+        self._log_outputs(net, "Test", means)
+        return {name: float(np.asarray(v).ravel()[0]) for name, v in means.items()}
+
+    def extend_state(self, state):
+        super().extend_state(state)
+        self.admm.to_proto(state.dual_state)
+
+    def restore_extension(self, state):
+        super().restore_extension(state)
+        if state.HasField("dual_state"):
+            self.admm.from_proto(state.dual_state)
