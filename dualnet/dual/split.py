@@ -229,9 +229,14 @@ def candidate_cuts(net_param, origin=None):
     return rows
 
 
-def best_cut(rows):
-    """The cut whose larger half is smallest (the most balanced)."""
-    return min(rows, key=lambda row: max(row[1], row[2])) if rows else None
+def best_cut(rows, tolerance=0.02):
+    """The most balanced cut: the smallest larger half; among cuts within
+    `tolerance` of that, the one that sends the fewest bytes."""
+    if not rows:
+        return None
+    smallest = min(max(row[1], row[2]) for row in rows)
+    close = [row for row in rows if max(row[1], row[2]) <= smallest * (1 + tolerance)]
+    return min(close, key=lambda row: (row[3], max(row[1], row[2])))
 
 
 def split_from_pair(net1, net2, cut, mode=ADMM, origin1=None, origin2=None, consistency_weight=1.0,
