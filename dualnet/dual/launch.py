@@ -183,6 +183,9 @@ def _train(solver, link, role, args, prefix):
         if stopped.clean:
             log.info("%s stopped at iteration %d (%s); snapshotting here too", stopped.peer, stopped.iteration,
                      stopped.reason)
+            if stopped.iteration != solver.iter:
+                log.warning("%s is at iteration %d, %s at %d: resume from a common snapshot", role, solver.iter,
+                            stopped.peer, stopped.iteration)
             solver.snapshot()
             solver.finish()
             return 0

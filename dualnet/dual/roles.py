@@ -22,6 +22,13 @@ weights and the data cursor. k1/k2 alternation freezes one side's weights
 while the other trains. Test batches go through both halves (TEST /
 TEST_RESULT); net2 logs the test outputs. Messages are idempotent by step: a
 resent FORWARD gets the cached TARGET, a stale TARGET is ignored.
+
+Snapshots on request and stops are agreed so both halves save the same
+iteration: net1 decides. On a request (its own signal, or a SNAPSHOT message
+from net2 relaying net2's signal) net1 picks k = the first step it has not sent
+yet; for a snapshot it sends SNAPSHOT{k} ahead of FORWARD k and both save when
+they reach k; for a stop it sends nothing from k on, finishes the steps in
+flight, saves at k and says BYE{k}, on which net2 saves at k too.
 """
 import collections
 import resource
@@ -31,6 +38,7 @@ import numpy as np
 from .. import dualnet_pb2 as pb
 from .. import random as dn_random
 from ..errors import DualnetError
+from ..io.solverstate import read_state, resolve_snapshot_argument
 from ..log import get_logger
 from ..net import Net
 from ..solver import Solver, fmt
@@ -55,7 +63,8 @@ class Wire:
 
     def __init__(self, split, encoding, role):
         self.split, self.encoding, self.role = split, encoding, role
-        self.accepts = ({MSG.TARGET, MSG.TEST_RESULT} if role == "net1" else {MSG.FORWARD, MSG.TEST})
+        self.accepts = ({MSG.TARGET, MSG.TEST_RESULT, MSG.SNAPSHOT} if role == "net1"
+                        else {MSG.FORWARD, MSG.TEST, MSG.SNAPSHOT})
         self.unanswered = collections.OrderedDict()     # (phase, step) -> (kind, arrays)
 
     def send_cut(self, link, kind, step, a, labels, ids, phase):
@@ -71,8 +80,8 @@ class Wire:
         labels = {name: message.arrays[name] for name in self.split.label_blobs}
         return a, labels, message.arrays["ids"]
 
-    def send(self, link, kind, step, arrays, values, phase=pb.TRAIN):
-        return link.send(kind, step, arrays=arrays, values=values, phase=phase)
+    def send(self, link, kind, step, arrays, values, phase=pb.TRAIN, reason=""):
+        return link.send(kind, step, arrays=arrays, values=values, phase=phase, reason=reason)
 
     def receive(self, link):
         while True:
@@ -116,6 +125,9 @@ class DualRole(Solver):
         self._pending = collections.deque()
         self.peer_progress = 0
         self.start_iter = 0
+        self._user_request = options.pop("action_request", None)
+        options["action_request"] = self._requested
+        self.pipeline_depth = self.dual.max_staleness if self.dual.schedule == PIPELINED else 0
         super().__init__(role_solver_param(param, getattr(split, self.role), self.role), source, **options)
         self.train_bytes = [0, 0]           # sent, received by training steps (tests excluded)
 
@@ -129,8 +141,10 @@ class DualRole(Solver):
         while True:
             message = self.wire.receive(self.link)
             if message.phase == pb.TRAIN and message.type in (MSG.FORWARD, MSG.TARGET):
-                # the peer has finished the iterations before this step (and their snapshots)
-                self.peer_progress = max(self.peer_progress, message.iter // self.param.iter_size)
+                # the peer has finished the iterations before this step (and their snapshots);
+                # a PIPELINED net1 sends FORWARD up to max_staleness iterations ahead of that
+                ahead = self.pipeline_depth if message.type == MSG.FORWARD else 0
+                self.peer_progress = max(self.peer_progress, message.iter // self.param.iter_size - ahead)
             if message.type == kind and message.iter == step and message.phase == phase:
                 return message
             if self._handle_out_of_order(message, step):
@@ -139,7 +153,17 @@ class DualRole(Solver):
 
     def _handle_out_of_order(self, message, step):
         """True when a message was dealt with (e.g. a duplicate); False keeps it for later."""
+        if message.type == MSG.SNAPSHOT:
+            self._on_snapshot_message(message)
+            return True
         return False
+
+    def _requested(self):
+        """The solver's action for this iteration (see the module docstring)."""
+        raise NotImplementedError
+
+    def _on_snapshot_message(self, message):
+        raise NotImplementedError
 
     def forward_backward(self):
         sent, received = self.link.bytes_sent, self.link.bytes_received
@@ -176,13 +200,23 @@ class DualRole(Solver):
         dual = state.dual_state
         dual.role, dual.iter, dual.split_at = self.role, self.iter, self.split.cut
 
-    def restore_extension(self, state):
-        if state.HasField("dual_state"):
-            dual = state.dual_state
-            if dual.role and dual.role != self.role:
-                raise DualnetError(f"the snapshot belongs to {dual.role}, not {self.role}; pass each role its own")
-            if dual.split_at and dual.split_at != self.split.cut:
-                raise DualnetError(f"the snapshot was cut at '{dual.split_at}', this run cuts at '{self.split.cut}'")
+    def restore(self, path):
+        # Checked before the generic restore, whose first complaint about another role's
+        # snapshot would be a puzzling count of history blobs.
+        state_path = resolve_snapshot_argument(path)
+        self._check_snapshot(read_state(state_path), state_path)
+        super().restore(state_path)
+
+    def _check_snapshot(self, state, path):
+        if not state.HasField("dual_state"):
+            return
+        dual = state.dual_state
+        if dual.role and dual.role != self.role:
+            raise DualnetError(f"{path}: the snapshot belongs to {dual.role}, not {self.role}; pass each role "
+                               f"its own (<prefix>_{self.role}_iter_{state.iter}.solverstate)")
+        if dual.split_at and dual.split_at != self.split.cut:
+            raise DualnetError(f"{path}: the snapshot was cut at '{dual.split_at}', this run cuts at "
+                               f"'{self.split.cut}'")
 
     def finish(self):
         log.info("Peak memory (RSS) of %s: %.1f MB", self.role, peak_rss_mb())
@@ -208,9 +242,44 @@ class Net1Role(DualRole):
             twin.share_with(self.net)
             twin.share_data_cursors_with(self.net)
             self.instances.append(twin)
-        self.in_flight = collections.deque()     # (step, instance, rng state, data states) in order
+        self.in_flight = collections.deque()     # (step, instance, rng state, data states, a) in order
         self.next_step = None
         self._stop_step = None
+        self._peer_request = None
+        self._planned = None                     # (action, iteration) agreed with net2
+        self._send_limit = None                  # no FORWARD at or after this step (a planned stop)
+
+    def _on_snapshot_message(self, message):
+        # net2 relays its own signal: treat it as ours
+        self._peer_request = message.reason if message.reason in ("stop", "snapshot") else "snapshot"
+        log.info("net2 asks for a %s", self._peer_request)
+
+    def _requested(self):
+        request = self._user_request() if self._user_request else None
+        if self._peer_request:
+            request = request or self._peer_request
+            self._peer_request = None
+        if request in ("stop", "snapshot") and self._planned is None:
+            first_unsent = self.iter if self.next_step is None else max(self.iter, self.next_step)
+            self._planned = (request, first_unsent)
+            if request == "stop":
+                self._send_limit = first_unsent
+            else:
+                self.wire.send(self.link, MSG.SNAPSHOT, first_unsent, {}, {}, pb.TRAIN, reason="snapshot")
+            log.info("%s at iteration %d, agreed with net2", "Stopping" if request == "stop" else "Snapshot",
+                     first_unsent)
+        if self._planned is not None and self.iter >= self._planned[1]:
+            action, _ = self._planned
+            self._planned = None
+            return action
+        return None
+
+    def _handle_out_of_order(self, message, step):
+        if (message.type == MSG.TARGET and message.phase == pb.TRAIN
+                and message.iter < self.iter * self.param.iter_size):
+            log.info("Ignoring a stale TARGET %d (now at iteration %d)", message.iter, self.iter)
+            return True
+        return super()._handle_out_of_order(message, step)
 
     def _data_layers(self, net):
         return [layer for layer in net.layers if hasattr(layer, "last_indices")]
@@ -243,6 +312,16 @@ class Net1Role(DualRole):
         finally:
             self._stop_step = None
 
+    def _draw(self, net, step):
+        """Forward batch `step` to the cut and send it, noting the generator and the data cursors
+        from before it was drawn: a snapshot taken while it is unanswered (the peer stopped or died
+        mid-iteration) draws it again on resume."""
+        states = {name: layer.get_state() for name, layer in net.layer_dict.items() if hasattr(layer, "get_state")}
+        rng_state = dn_random.get_state()
+        a = self._send_forward(net, step)
+        self.in_flight.append((step, net, rng_state, states, a))
+        return a
+
     def exchange(self):
         if not self.staleness:
             self.net.clear_param_diffs()
@@ -250,25 +329,26 @@ class Net1Role(DualRole):
             size = self.param.iter_size
             for k in range(size):
                 step = self.iter * size + k
-                a = self._send_forward(self.net, step)
+                a = self._draw(self.net, step)
                 total += self._checked(self._finish(self.net, step, a))
+            self.in_flight.clear()          # kept until the whole iteration is done: its resume point
             return total / size
         # PIPELINED: keep batches iter .. iter+staleness in flight
         if self.next_step is None or self.next_step < self.iter:
             self.next_step = self.iter
         limit = self._stop_step if self._stop_step is not None else self.param.max_iter
+        if self._send_limit is not None:
+            limit = min(limit, self._send_limit)
         while self.next_step <= min(self.iter + self.staleness, limit - 1):
-            net = self.instances[self.next_step % len(self.instances)]
-            states = {name: layer.get_state() for name, layer in net.layer_dict.items() if hasattr(layer, "get_state")}
-            rng_state = dn_random.get_state()
-            a = self._send_forward(net, self.next_step)
-            self.in_flight.append((self.next_step, net, rng_state, states, a))
+            self._draw(self.instances[self.next_step % len(self.instances)], self.next_step)
             self.next_step += 1
-        step, net, _rng, _states, a = self.in_flight.popleft()
+        step, net, _rng, _states, a = self.in_flight[0]
         if step != self.iter:
             raise DualnetError(f"net1 pipeline out of order: batch {step} at iteration {self.iter}")
         self.net.clear_param_diffs()
-        return self._checked(self._finish(net, step, a))
+        loss = self._checked(self._finish(net, step, a))
+        self.in_flight.popleft()            # answered: no longer this iteration's resume point
+        return loss
 
     def _checked(self, loss):
         import math
@@ -292,7 +372,7 @@ class Net1Role(DualRole):
     def _layer_states(self):
         states = super()._layer_states()
         if self.in_flight:
-            # batches drawn for steps not yet taken are drawn again after a resume
+            # batches drawn for iterations not yet taken are drawn again after a resume
             _step, _net, _rng, recorded, _a = self.in_flight[0]
             import json
 
@@ -323,6 +403,27 @@ class Net2Role(DualRole):
         self.first_index = None
         if split.mode == DUAL_LAYER:
             self.first_index = names.index(split.first_layers[0])
+        self._snapshot_at = None
+
+    def _requested(self):
+        request = self._user_request() if self._user_request else None
+        if request in ("stop", "snapshot"):
+            log.info("Asking net1 for a %s (net1 picks the iteration)", request)
+            self.wire.send(self.link, MSG.SNAPSHOT, self.iter, {}, {}, pb.TRAIN, reason=request)
+        return None
+
+    def _on_snapshot_message(self, message):
+        if message.iter == self.iter:
+            self.snapshot()
+        elif message.iter > self.iter:
+            self._snapshot_at = message.iter
+        else:
+            log.warning("net1 asked for a snapshot at iteration %d, already past (now %d)", message.iter, self.iter)
+
+    def _snapshot_if_agreed(self):
+        if self._snapshot_at is not None and self._snapshot_at == self.iter:
+            self._snapshot_at = None
+            self.snapshot()
 
     def _handle_out_of_order(self, message, step):
         if message.type == MSG.FORWARD and message.phase == pb.TRAIN and message.iter in self.sent:
@@ -330,8 +431,9 @@ class Net2Role(DualRole):
             log.info("net1 resent FORWARD %d: answering with the cached TARGET", message.iter)
             self.wire.send(self.link, MSG.TARGET, message.iter, arrays, values)
             return True
-        if message.type == MSG.FORWARD and message.phase == pb.TRAIN and message.iter < step:
-            log.info("Ignoring a stale FORWARD %d (now at step %d)", message.iter, step)
+        if (message.type == MSG.FORWARD and message.phase == pb.TRAIN
+                and message.iter < self.iter * self.param.iter_size):
+            log.info("Ignoring a stale FORWARD %d (now at iteration %d)", message.iter, self.iter)
             return True
         return False
 
@@ -341,6 +443,7 @@ class Net2Role(DualRole):
             net.blobs[name].data = value.reshape(net.blobs[name].shape)
 
     def exchange(self):
+        self._snapshot_if_agreed()
         size = self.param.iter_size
         self.net.clear_param_diffs()
         total = 0.0
@@ -419,6 +522,5 @@ class Net2Role(DualRole):
         self.admm.to_proto(state.dual_state)
 
     def restore_extension(self, state):
-        super().restore_extension(state)
         if state.HasField("dual_state"):
             self.admm.from_proto(state.dual_state)
