@@ -200,15 +200,14 @@ CAFFE_LINES = {
 }
 
 
-def test_log_lines_follow_caffe(caplog):
+def test_log_lines_follow_caffe(dualnet_log):
     from dualnet.log import GlogFormatter
 
     solver = regression_solver('base_lr: 0.1 lr_policy: "fixed" display: 1 max_iter: 2 type: "SGD" '
                                'test_iter: 1 test_interval: 2 snapshot_after_train: false')
-    with caplog.at_level(logging.INFO, logger="dualnet"):
-        solver.solve()
+    solver.solve()
     formatter = GlogFormatter()
-    lines = [formatter.format(r) for r in caplog.records]
+    lines = [formatter.format(r) for r in dualnet_log.records]
     text = "\n".join(lines)
     assert all(CAFFE_LINES["glog"].match(line) for line in lines)
     assert "Solving regression" in text
@@ -226,18 +225,16 @@ def test_test_nets_share_the_trained_weights():
     assert solver.test_nets[0].params["fc"][0] is solver.net.params["fc"][0]
 
 
-def test_test_initialization_false_skips_the_first_test(caplog):
+def test_test_initialization_false_skips_the_first_test(dualnet_log):
     solver = regression_solver('base_lr: 0.1 lr_policy: "fixed" display: 0 type: "SGD" test_iter: 1 '
                                'test_interval: 2 test_initialization: false max_iter: 2')
-    with caplog.at_level(logging.INFO, logger="dualnet"):
-        solver.step(2)
-    assert "Testing net" not in caplog.text
+    solver.step(2)
+    assert "Testing net" not in dualnet_log.text
 
 
-def test_gpu_fields_are_accepted_and_noted(caplog):
-    with caplog.at_level(logging.INFO, logger="dualnet"):
-        regression_solver('base_lr: 0.1 lr_policy: "fixed" solver_mode: GPU device_id: 1')
-    assert "ignores them" in caplog.text
+def test_gpu_fields_are_accepted_and_noted(dualnet_log):
+    regression_solver('base_lr: 0.1 lr_policy: "fixed" solver_mode: GPU device_id: 1')
+    assert "ignores them" in dualnet_log.text
 
 
 @pytest.mark.parametrize("text,message", [
