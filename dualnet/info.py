@@ -43,7 +43,7 @@ def lines():
     try:
         from .hbnn import kernel
 
-        out.append(f"HBNN kernel: {kernel.describe()}")
+        out.append(kernel.describe())
     except Exception as error:  # the kernel module reports its own state; never fail info
         out.append(f"HBNN kernel: unavailable ({error})")
     for folder in DATA_FOLDERS:

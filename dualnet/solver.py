@@ -278,7 +278,12 @@ class Solver:
         culprit = self.net.first_nonfinite()
         where = (f"the first non-finite output is top '{culprit[1]}' of layer '{culprit[0]}'" if culprit
                  else "no layer output is non-finite (the loss weights overflowed)")
-        kept = f"; the last snapshot is {self.last_snapshot[1]}" if self.last_snapshot else "; no snapshot was written"
+        if self.last_snapshot:
+            kept = f"; the last snapshot is {self.last_snapshot[1]}"
+            if self.last_snapshot[1].endswith(f"_iter_{self.iter}.solverstate"):
+                kept += " (written just before this iteration: its weights may already be too large; an earlier one is safer)"
+        else:
+            kept = "; no snapshot was written"
         raise NumericalError(
             f"Iteration {self.iter}: the loss is {value}; {where}{kept}. "
             "Lower base_lr, set clip_gradients, or check the input scale."

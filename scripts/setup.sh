@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  if ! as_root apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; then
+# dataset-fashion-mnist: the data; iproute2: `ip netns` for the two-host test.
+packages="dataset-fashion-mnist iproute2"
+if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v ip >/dev/null; then
+  if ! as_root apt-get install -y -q $packages >/dev/null 2>&1; then
     as_root apt-get update -q >/dev/null
-    as_root apt-get install -y -q dataset-fashion-mnist >/dev/null
+    as_root apt-get install -y -q $packages >/dev/null
   fi
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+command -v pyenv >/dev/null && pyenv rehash || true      # put the `dualnet` command on PATH
 python3 -c "import dualnet; print('dualnet', dualnet.__version__, 'installed')"

@@ -9,6 +9,11 @@ Each role writes its own Caffe-format log beside its snapshots
 (<prefix>_net1.log, <prefix>_net2.log). When the peer dies or goes silent,
 the survivor snapshots, names the last iteration both sides saved, prints the
 command that resumes from it, and exits 1.
+
+Both roles here: they run in sessions of their own, and the launcher passes
+each signal on once: Ctrl-C / SIGINT and SIGHUP to net1 (which agrees the
+iteration of the stop or snapshot with net2), SIGTERM to both. --log FILE gets
+both roles' tagged lines.
 """
 import logging
 import os
@@ -98,7 +103,7 @@ def _role_logging(role, prefix, quiet):
         handler.setLevel(logging.INFO)
         logger.setLevel(logging.INFO)
         for other in logger.handlers:
-            if other is not handler:
+            if other is not handler and not isinstance(other, logging.FileHandler):   # --log keeps INFO
                 other.setLevel(logging.WARNING)
     return path
 
@@ -248,6 +253,10 @@ def run_pair(args, param):
         base += ["--quiet"]
     if args.keys:
         base += ["--keys", args.keys]
+    if args.insecure:
+        base += ["--insecure"]
+    if args.log:
+        base += ["--log", args.log]        # each role appends its tagged lines: one merged file
     commands = {
         "net2": base + ["--role", "net2", "--bind", address] + (["--snapshot", snapshots["net2"]] if snapshots else []),
         "net1": base + ["--role", "net1", "--connect", connect] + (["--snapshot", snapshots["net1"]] if snapshots else []),
@@ -258,19 +267,27 @@ def run_pair(args, param):
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env.setdefault(name, threads)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the roles get Ctrl-C and stop cleanly
     processes, pumps = {}, []
+    # The roles run in sessions of their own, so a terminal's Ctrl-C reaches only this
+    # launcher, which passes each signal on once (handlers, unlike SIG_IGN, reset on exec).
+    previous = {signum: signal.signal(signum, _forwarder(processes)) for signum in FORWARDED}
     try:
         for role in ("net2", "net1"):
             processes[role] = subprocess.Popen(commands[role], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                               text=True, bufsize=1, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                               text=True, bufsize=1, env=env, start_new_session=True)
             for stream, sink in ((processes[role].stderr, sys.stderr), (processes[role].stdout, sys.stdout)):
                 pump = threading.Thread(target=_pump, args=(stream, sink), daemon=True)
                 pump.start()
                 pumps.append(pump)
         codes = _wait_pair(processes, dual.peer_timeout)
+    except BaseException:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     for pump in pumps:
         pump.join(timeout=5)
     worst = max(codes.values(), key=lambda c: (c != 0, abs(c)))
@@ -280,6 +297,23 @@ def run_pair(args, param):
               f"{', '.join(str(codes[r]) for r in failed)} (see the lines above)", file=sys.stderr)
         return 1
     return 0
+
+
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP", "SIGTERM") if hasattr(signal, name))
+
+
+def _forwarder(processes):
+    """The launcher's signal handler. Ctrl-C and SIGHUP go to net1, which agrees the iteration
+    of the stop or snapshot with net2 (to net2 once net1 has exited); SIGTERM ends both."""
+    def forward(signum, _frame):
+        alive = [processes[role] for role in ("net1", "net2") if role in processes
+                 and processes[role].poll() is None]
+        for process in (alive if signum == getattr(signal, "SIGTERM", None) else alive[:1]):
+            try:
+                process.send_signal(signum)
+            except ProcessLookupError:
+                pass
+    return forward
 
 
 def _pump(stream, sink):

@@ -435,7 +435,7 @@ class Net2Role(DualRole):
                 and message.iter < self.iter * self.param.iter_size):
             log.info("Ignoring a stale FORWARD %d (now at iteration %d)", message.iter, self.iter)
             return True
-        return False
+        return super()._handle_out_of_order(message, step)      # SNAPSHOT from net1
 
     def _set_inputs(self, net, a, labels):
         net.blobs[self.split.cut].data = a
