@@ -154,18 +154,21 @@ class Layer:
         given = self.param.blobs
         if not given:
             return False
-        from .io.blobproto import blob_from_proto
+        from .io.blobproto import blob_from_proto, proto_shape, shape_matches
 
         if self.blobs and len(given) != len(self.blobs):
             raise LayerError(f"the prototxt gives {len(given)} blobs, the layer has {len(self.blobs)}")
+        for i, proto in enumerate(given):
+            # Caffe's ShapeEquals: the same shape, or legacy 4-D dims that pad to it.
+            if self.blobs and not shape_matches(proto, self.blobs[i].shape):
+                raise LayerError(
+                    f"blob {i} given in the prototxt has shape {proto_shape(proto)}, but with its "
+                    f"parameters and bottom shapes the layer needs {self.blobs[i].shape}"
+                )
         loaded = [blob_from_proto(b) for b in given]
         for i, blob in enumerate(loaded):
-            if self.blobs and blob.data.size != self.blobs[i].data.size:
-                raise LayerError(
-                    f"blob {i} given in the prototxt has shape {blob.shape}, the layer needs {self.blobs[i].shape}"
-                )
             if self.blobs:
-                blob.data = blob.data.reshape(self.blobs[i].shape)
+                blob.data = blob.data.reshape(self.blobs[i].shape).astype(self.blobs[i].dtype, copy=False)
                 blob.diff = np.zeros_like(blob.data)
         self.blobs = loaded
         return True

@@ -22,7 +22,7 @@ import numpy as np
 from . import dualnet_pb2 as pb
 from .blob import Blob
 from .errors import DualnetError, LayerError, NetError
-from .layer import create_layer
+from .layer import LAYER_TYPES, _load_layer_modules, create_layer
 from .log import get_logger
 
 TRAIN, TEST = pb.TRAIN, pb.TEST
@@ -58,6 +58,8 @@ def filter_net(net_param, state, origin=None, kept=None):
     for index, layer in enumerate(net_param.layer):
         if layer.include and layer.exclude:
             where = origin.where(layer.name) if origin else "<net>"
+            if origin is not None and index < len(origin.block_lines):
+                where = f"{origin.path or '<net>'}:{origin.block_lines[index]}"
             raise NetError(
                 f"{where}: layer '{layer.name}': give either include or exclude rules, not both"
             )
@@ -83,12 +85,25 @@ def split_blob_name(layer_name, blob_name, top_index, split_index):
     return f"{blob_name}_{layer_name}_{top_index}_split_{split_index}"
 
 
+def top_loss_weights(layer):
+    """The loss weight of each listed top: as given, or the type's default
+    (1 on a loss layer's first top). Unknown types count as no loss."""
+    if layer.loss_weight:
+        return list(layer.loss_weight)
+    _load_layer_modules()
+    default = getattr(LAYER_TYPES.get(layer.type), "default_loss_weight", 0.0)
+    return [default if j == 0 else 0.0 for j in range(len(layer.top))] if default else []
+
+
 def insert_splits(net_param):
     """Caffe's InsertSplits: a Split layer after every top read by several layers.
 
     A top with a loss weight that is also read by other layers counts the
     loss as one more reader; the Split then carries that loss weight on its
-    first top.
+    first top and the producing layer's own weight on that top becomes 0.
+    Unlike Caffe, a loss layer's default weight (no `loss_weight` given)
+    counts too: Caffe leaves it on the layer, where the reader's backward
+    then overwrites the loss gradient.
     """
     last_producer = {}            # blob name -> (layer index, top index)
     readers = {}                  # (layer, top) -> number of bottoms reading it
@@ -104,7 +119,7 @@ def insert_splits(net_param):
             readers[source] = readers.get(source, 0) + 1
         for j, name in enumerate(layer.top):
             last_producer[name] = (i, j)
-        for j, weight in enumerate(layer.loss_weight):
+        for j, weight in enumerate(top_loss_weights(layer)):
             if j < len(layer.top) and weight:
                 loss_weight_of_top[(i, j)] = weight
                 readers[(i, j)] = readers.get((i, j), 0) + 1
@@ -138,12 +153,20 @@ def insert_splits(net_param):
                 # The loss moves onto the split's first top.
                 split.loss_weight.append(weight)
                 split.loss_weight.extend([0.0] * (count - 1))
+                if not copy.loss_weight:
+                    copy.loss_weight.extend(top_loss_weights(layer))
                 copy.loss_weight[j] = 0.0
                 next_split_index[(i, j)] = 1
     return result
 
 
 # ---------------------------------------------------------------- the net
+
+def _shape_text(shape):
+    """Caffe's shape_string: '2 3 (6)'."""
+    count = int(np.prod(shape)) if shape else 1
+    return f"{' '.join(str(d) for d in shape)} ({count})"
+
 
 class Net:
     """A network of layers, pycaffe-style.
@@ -154,7 +177,7 @@ class Net:
     """
 
     def __init__(self, model, phase=TRAIN, weights=None, *, level=0, stages=(), state=None, origin=None):
-        if isinstance(phase, str) and not isinstance(weights, str):
+        if isinstance(phase, (str, os.PathLike)) and not isinstance(weights, (str, os.PathLike)):
             # pycaffe's Net(model, weights, phase)
             phase, weights = (weights if weights is not None else TRAIN), phase
         from .io.text import Origin, read_net_param
@@ -212,17 +235,18 @@ class Net:
         self._bottoms, self._tops = [], []
         self._loss_weights = []          # per layer: list of (top index, weight)
         self.inputs = []
-        self._param_owner = {}           # param name -> (Blob, lr_mult, decay_mult, shape, layer)
+        self._param_owner = {}           # param name -> (Blob, learnable index, layer name, param index)
         self.learnable_params = []
         self.params_lr = []
         self.params_weight_decay = []
+        self._params_given = []          # per learnable param: [lr_mult given, decay_mult given]
         available = OrderedDict()
         blob_needs_grad = {}
         bottom_need_backward = []
         layer_need_backward = []
         names_seen = set()
 
-        for param in self.param.layer:
+        for position, param in enumerate(self.param.layer):
             if not param.name:
                 self._fail(param, "every layer needs a name")
             if param.name in names_seen:
@@ -238,7 +262,10 @@ class Net:
             for j, name in enumerate(param.bottom):
                 if name not in available:
                     hint = ""
-                    if name in self.blobs:
+                    later = next((p.name for p in self.param.layer[position + 1:] if name in p.top), None)
+                    if later is not None:
+                        hint = f"; it is produced by layer '{later}' further down, and layers run in file order"
+                    elif name in self.blobs:
                         hint = " (it was consumed by an earlier layer; is an in-place layer out of order?)"
                     elif available:
                         from .errors import did_you_mean
@@ -312,7 +339,8 @@ class Net:
             bottom_need_backward.append(bottom_grad)
             layer_need_backward.append(need_backward)
 
-        self.outputs = list(available)
+        # Caffe keeps the remaining blobs in a std::set: outputs come sorted by name.
+        self.outputs = sorted(available)
         self._decide_backward(layer_need_backward, bottom_need_backward)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
         self.params = OrderedDict(
@@ -333,41 +361,51 @@ class Net:
             log.info("Top shape: %s (%d)", " ".join(str(d) for d in blob.shape), blob.count)
 
     def _append_params(self, layer, param):
+        """Caffe's AppendParam: own each parameter blob, or share a named one."""
         specs = list(param.param)
         if len(specs) > len(layer.blobs):
             self._fail(param, f"{len(specs)} 'param' specs given but the layer has {len(layer.blobs)} parameter blobs")
         for j, blob in enumerate(layer.blobs):
             spec = specs[j] if j < len(specs) else pb.ParamSpec()
-            lr_mult, decay_mult = spec.lr_mult, spec.decay_mult
             owner = self._param_owner.get(spec.name) if spec.name else None
             if owner is None:
+                index = len(self.learnable_params)
                 if spec.name:
-                    self._param_owner[spec.name] = (blob, spec, param.name)
+                    self._param_owner[spec.name] = (blob, index, param.name, j)
                 self.learnable_params.append(blob)
-                self.params_lr.append(lr_mult)
-                self.params_weight_decay.append(decay_mult)
-                layer.param_propagate_down.append(lr_mult != 0)
+                self.params_lr.append(spec.lr_mult)
+                self.params_weight_decay.append(spec.decay_mult)
+                self._params_given.append([spec.HasField("lr_mult"), spec.HasField("decay_mult")])
+                layer.param_propagate_down.append(spec.lr_mult != 0)
                 continue
-            owner_blob, owner_spec, owner_layer = owner
+            owner_blob, index, owner_layer, owner_j = owner
+            sharing = (f"cannot share param '{spec.name}' owned by layer '{owner_layer}' (its param {owner_j}) "
+                       f"with this layer's param {j}")
             if spec.share_mode == pb.ParamSpec.PERMISSIVE:
                 if owner_blob.count != blob.count:
-                    self._fail(param, f"cannot share param '{spec.name}' with layer '{owner_layer}': "
-                               f"count {blob.count} vs {owner_blob.count}")
+                    self._fail(param, f"{sharing}: count mismatch; the owner's shape is "
+                                      f"{_shape_text(owner_blob.shape)}, this layer's is {_shape_text(blob.shape)}")
                 if owner_blob.shape != blob.shape:
-                    self._fail(param, f"param '{spec.name}' is shared PERMISSIVE between shapes "
-                               f"{blob.shape} and {owner_blob.shape}; give both layers the same shape")
+                    self._fail(param, f"{sharing}: share_mode PERMISSIVE between different shapes "
+                                      f"({_shape_text(owner_blob.shape)} and {_shape_text(blob.shape)}) would make "
+                                      "this layer read the owner's values in another layout, which dualnet does not "
+                                      "do; give both layers parameters of the same shape")
             elif owner_blob.shape != blob.shape:
-                self._fail(param, f"cannot share param '{spec.name}' with layer '{owner_layer}': shape "
-                           f"{blob.shape} vs {owner_blob.shape} (use share_mode: PERMISSIVE to match counts only)")
-            index = next(i for i, b in enumerate(self.learnable_params) if b is owner_blob)
-            if spec.HasField("lr_mult"):
-                if owner_spec.HasField("lr_mult") and owner_spec.lr_mult != lr_mult:
-                    self._fail(param, f"shared param '{spec.name}' has lr_mult {lr_mult}, layer '{owner_layer}' gives {owner_spec.lr_mult}")
-                self.params_lr[index] = lr_mult
-            if spec.HasField("decay_mult"):
-                if owner_spec.HasField("decay_mult") and owner_spec.decay_mult != decay_mult:
-                    self._fail(param, f"shared param '{spec.name}' has decay_mult {decay_mult}, layer '{owner_layer}' gives {owner_spec.decay_mult}")
-                self.params_weight_decay[index] = decay_mult
+                self._fail(param, f"{sharing}: shape mismatch; the owner's shape is {_shape_text(owner_blob.shape)}, "
+                                  f"this layer expects {_shape_text(blob.shape)}; give both layers parameters "
+                                  "of the same shape, or the params different names")
+            given = self._params_given[index]
+            for k, (field, values) in enumerate((("lr_mult", self.params_lr),
+                                                 ("decay_mult", self.params_weight_decay))):
+                if not spec.HasField(field):
+                    continue
+                value = getattr(spec, field)
+                if given[k] and values[index] != value:
+                    self._fail(param, f"shared param '{spec.name}' has mismatched {field}: {value:g} here, "
+                                      f"{values[index]:g} earlier (owner layer '{owner_layer}'); give it the "
+                                      "same value everywhere")
+                given[k] = True
+                values[index] = value
             layer.blobs[j] = owner_blob
             layer.param_propagate_down.append(self.params_lr[index] != 0)
 

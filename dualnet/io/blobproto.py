@@ -5,18 +5,41 @@ from .. import dualnet_pb2 as pb
 from ..blob import Blob
 
 
-def proto_shape(proto):
-    """The shape a BlobProto declares (legacy 4-D fields when `shape` is absent)."""
-    if proto.HasField("shape"):
-        return tuple(int(d) for d in proto.shape.dim)
-    if proto.num or proto.channels or proto.height or proto.width:
-        return (proto.num, proto.channels, proto.height, proto.width)
-    count = len(proto.data) or len(proto.double_data)
-    return (count,) if count else ()
+_LEGACY_FIELDS = ("num", "channels", "height", "width")
 
 
 def is_legacy(proto):
-    return not proto.HasField("shape")
+    """True when the BlobProto uses the deprecated num/channels/height/width.
+
+    As in Caffe's Blob::FromProto, any of those fields wins over `shape`.
+    """
+    return any(proto.HasField(field) for field in _LEGACY_FIELDS)
+
+
+def proto_shape(proto):
+    """The shape a BlobProto declares: legacy 4-D fields, else `shape`."""
+    if is_legacy(proto):
+        return (proto.num, proto.channels, proto.height, proto.width)
+    if proto.HasField("shape"):
+        return tuple(int(d) for d in proto.shape.dim)
+    # Neither: Caffe reads a 0-axis blob (one value); keep a longer list 1-D.
+    count = len(proto.data) or len(proto.double_data)
+    return (count,) if count > 1 else ()
+
+
+def shape_matches(proto, shape):
+    """Caffe's Blob::ShapeEquals: may the BlobProto's values fill a blob of `shape`?
+
+    A legacy 4-D proto matches a blob of at most 4 axes whose shape, padded
+    with leading 1s to 4 axes, equals (num, channels, height, width): old
+    InnerProduct weights stored as 1 x 1 x N x K fill an (N, K) blob.
+    """
+    shape = tuple(int(d) for d in shape)
+    if is_legacy(proto):
+        if len(shape) > 4:
+            return False
+        return (1,) * (4 - len(shape)) + shape == proto_shape(proto)
+    return proto_shape(proto) == shape
 
 
 def proto_array(proto, dtype=np.float32):

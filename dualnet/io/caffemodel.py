@@ -14,8 +14,8 @@ from .. import dualnet_pb2 as pb
 from ..errors import WeightsError
 from ..log import get_logger
 from .atomic import atomic_write
-from .blobproto import is_legacy, proto_array, proto_shape
-from .upgrade import upgrade_net
+from .blobproto import proto_array, proto_shape, shape_matches
+from .upgrade import UpgradeError, upgrade_net
 
 log = get_logger("dualnet.io")
 
@@ -82,6 +82,34 @@ def save_net(net, path, packed_hbnn=False, write_diff=False):
     return len(payload)
 
 
+def _solverstate_in(payload):
+    """The SolverState in `payload` if it looks like one, else None."""
+    state = pb.SolverState()
+    try:
+        state.ParseFromString(payload)
+    except DecodeError:
+        return None
+    if state.learned_net or len(state.history) or state.HasField("iter"):
+        return state
+    return None
+
+
+def _solverstate_error(path, state):
+    weights = f" ({state.learned_net})" if state.learned_net else ""
+    return WeightsError(
+        f"{path}: is a .solverstate (the solver's history), not weights; pass the .caffemodel "
+        f"written with it{weights} as weights, or give the .solverstate to --snapshot to resume"
+    )
+
+
+def _looks_like_text(payload):
+    try:
+        text = payload[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(ch) < 9 or 13 < ord(ch) < 32 for ch in text)
+
+
 def read_caffemodel(path):
     """The NetParameter stored in a .caffemodel (V1 files upgraded)."""
     try:
@@ -91,36 +119,44 @@ def read_caffemodel(path):
         raise WeightsError(f"{path}: no such weights file") from None
     except IsADirectoryError:
         raise WeightsError(f"{path}: is a folder, not a .caffemodel") from None
+    if payload.startswith(b"\x89HDF\r\n\x1a\n"):
+        raise WeightsError(
+            f"{path}: is an HDF5 file (Caffe's snapshot_format: HDF5); dualnet reads binary .caffemodel "
+            "files: load the net and weights in pycaffe and save them with net.save('model.caffemodel')"
+        )
+    if os.fspath(path).endswith(".solverstate"):
+        state = _solverstate_in(payload)
+        if state is not None:
+            raise _solverstate_error(path, state)
     net = pb.NetParameter()
     try:
         net.ParseFromString(payload)
+        parsed = True
     except DecodeError:
-        raise WeightsError(
-            f"{path}: not a binary .caffemodel (a NetParameter message); "
-            "is it a prototxt, an HDF5 model or a .solverstate?"
-        ) from None
-    if not net.layer and not net.layers:
-        state = pb.SolverState()
-        looks_like_state = False
-        try:
-            state.ParseFromString(payload)
-            looks_like_state = state.HasField("learned_net") or len(state.history) > 0
-        except DecodeError:
-            pass
-        if looks_like_state:
-            raise WeightsError(f"{path}: is a .solverstate; pass its .caffemodel ({state.learned_net}) as weights")
+        parsed = False
+    if not parsed or (not net.layer and not net.layers):
+        state = _solverstate_in(payload)
+        if state is not None and (state.learned_net or len(state.history)):
+            raise _solverstate_error(path, state)
+        if payload and _looks_like_text(payload):
+            raise WeightsError(
+                f"{path}: is a text file (a prototxt?), not a binary .caffemodel; "
+                "weights are the .caffemodel that training or net.save() wrote"
+            )
+        if not parsed:
+            raise WeightsError(
+                f"{path}: not a binary .caffemodel (it does not parse as a NetParameter message); "
+                "is it an HDF5 model or another kind of file?"
+            )
         raise WeightsError(f"{path}: holds no layers; is it a .caffemodel?")
-    upgrade_net(net, source=path)
+    if net.input and not net.input_shape and not net.input_dim:
+        # As Caffe: bare input names in a legacy caffemodel are just dropped.
+        net.ClearField("input")
+    try:
+        upgrade_net(net, source=os.fspath(path))
+    except UpgradeError as error:
+        raise WeightsError(f"{path}: {error.reason}") from None
     return net
-
-
-def _legacy_shape_matches(proto, shape):
-    # Caffe's ShapeEquals for legacy blobs: compare num/channels/height/width
-    # with the target shape padded to 4 axes with leading 1s.
-    if len(shape) > 4:
-        return False
-    padded = (1,) * (4 - len(shape)) + tuple(shape)
-    return (proto.num, proto.channels, proto.height, proto.width) == padded
 
 
 def copy_weights(net, path_or_proto):
@@ -143,8 +179,7 @@ def copy_weights(net, path_or_proto):
         for j, proto in enumerate(layer_param.blobs):
             blob = target.blobs[j]
             shape = proto_shape(proto)
-            same = shape == blob.shape or (is_legacy(proto) and _legacy_shape_matches(proto, blob.shape))
-            if not same:
+            if not shape_matches(proto, blob.shape):
                 count = int(np.prod(shape)) if shape else 1
                 raise WeightsError(
                     f"Cannot copy param {j} weights from layer '{layer_param.name}'; shape mismatch. "

@@ -12,7 +12,7 @@ from google.protobuf import text_format
 
 from .. import dualnet_pb2 as pb
 from ..errors import PrototxtError, did_you_mean
-from .upgrade import upgrade_net, upgrade_solver
+from .upgrade import UpgradeError, upgrade_net, upgrade_solver
 
 
 class Origin:
@@ -145,7 +145,27 @@ def _explain(message):
         values = _enum_values(enum_name)
         hint = did_you_mean(value, values)
         return f"'{value}' is not a {_type_name(enum_name)} value{hint} (expected one of {', '.join(values)})"
+    if body.startswith("Expected string"):
+        return body + "; string values need double quotes, e.g. bottom: \"data\""
+    if body.endswith("got }."):
+        return "unexpected '}': no block is open here (an extra '}', or a missing '{' before it?)"
     return body.replace('"dualnet.', '"')
+
+
+def _unclosed_brace_line(text):
+    """The line of the outermost '{' (or '<') that the text never closes, or None."""
+    opened, line = [], 1
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        if kind == "newline":
+            line += 1
+        elif kind == "string":
+            line += match.group().count("\n")
+        elif kind == "open":
+            opened.append(line)
+        elif kind == "close" and opened:
+            opened.pop()
+    return opened[0] if opened else None
 
 
 def _nested_fields(full_name):
@@ -174,6 +194,11 @@ def _parse(text, message, path, blocks=None):
     except text_format.ParseError as error:
         line, column = error.GetLine() or 0, error.GetColumn() or 0
         reason = _explain(str(error))
+        if reason.startswith('Expected "}"'):
+            opened = _unclosed_brace_line(text)
+            if opened is not None:
+                reason = (f"missing '}}': the file ends before the block opened at line {opened} "
+                          "is closed")
         if blocks:
             field, name = _block_at(blocks, line)
             if field is not None:
@@ -185,18 +210,32 @@ def _parse(text, message, path, blocks=None):
 
 # ---------------------------------------------------------------- public API
 
+# Control characters never found in a prototxt (tab, newlines, form feed are fine).
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
 def _read_text(path, what):
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            payload = handle.read()
     except FileNotFoundError:
         raise PrototxtError(path, 0, 0, f"no such {what} file") from None
     except IsADirectoryError:
         raise PrototxtError(path, 0, 0, f"is a folder, not a {what} file") from None
+    except PermissionError:
+        raise PrototxtError(path, 0, 0, f"cannot read the {what} file (permission denied)") from None
+    try:
+        text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
+        text = None
+    # Binary protobuf is often valid UTF-8 too; its control bytes give it away.
+    if text is None or _BINARY.search(text[:65536]):
         raise PrototxtError(
-            path, 0, 0, f"is not a text {what} file (a binary .caffemodel or .solverstate?)"
-        ) from None
+            path, 0, 0,
+            f"is a binary file, not a text {what} (a .caffemodel or .solverstate? "
+            "weights go to --weights / Net(model, phase, weights=...), snapshots to --snapshot)",
+        )
+    return text.replace("\r\n", "\n").replace("\r", "\n")   # as text mode reads it
 
 
 def parse_net_text(text, path="<string>"):
@@ -218,7 +257,13 @@ def parse_net_text(text, path="<string>"):
             lines[name] = start
     block_lines = [start for _field, start, _end, _name in blocks]
     input_line = _first_line_of(text, ("input", "input_shape", "input_dim"))
-    upgrade_net(net, source=path)
+    try:
+        upgrade_net(net, source=path)
+    except UpgradeError as error:
+        line = input_line if error.subject == "input" else None
+        if isinstance(error.subject, int) and error.subject < len(block_lines):
+            line = block_lines[error.subject]
+        raise PrototxtError(path, line or 0, 0, error.reason) from None
     if input_line and "input" not in lines:
         lines["input"] = input_line
     if len(net.layer) == len(block_lines) + 1 and net.layer[0].type == "Input" and input_line:
@@ -243,7 +288,11 @@ def read_net_param(path):
 
 def parse_solver_text(text, path="<string>"):
     solver = _parse(text, pb.SolverParameter(), path)
-    upgrade_solver(solver, source=path)
+    try:
+        upgrade_solver(solver, source=path)
+    except UpgradeError as error:
+        line = _first_line_of(text, (error.subject,)) if error.subject == "solver_type" else None
+        raise PrototxtError(path, line or 0, 0, error.reason) from None
     return solver
 
 

@@ -7,10 +7,27 @@
   mirror) move into transform_param.
 - Deprecated net inputs (`input:` with `input_shape` or `input_dim`) become
   an Input layer named "input".
+- Old BatchNorm layers declaring three param specs get lr_mult and
+  decay_mult 0 on each (the statistics are not learned).
 - Solvers: the deprecated `solver_type` enum becomes the `type` string.
+V0 nets (a `layer` nested in `layers`) are refused with the Caffe tool to run.
 """
 from .. import dualnet_pb2 as pb
 from ..errors import PrototxtError
+
+
+class UpgradeError(PrototxtError):
+    """A legacy construct that cannot be upgraded.
+
+    `subject` says what it concerns, so that the text reader can add the
+    line: "input" (the deprecated net inputs), "solver_type", or the index
+    of a V1 layer in NetParameter.layers.
+    """
+
+    def __init__(self, source, reason, subject=None):
+        super().__init__(source, 0, 0, reason)
+        self.reason, self.subject = reason, subject
+
 
 V1_TYPE_NAMES = {
     "NONE": "",
@@ -68,13 +85,15 @@ _V1_COPIED = (
 )
 
 
-def upgrade_v1_layer(v1, source="<net>"):
+def upgrade_v1_layer(v1, source="<net>", index=None):
     """One V1LayerParameter as a LayerParameter."""
     if v1.HasField("layer"):
-        raise PrototxtError(
-            source, 0, 0,
+        raise UpgradeError(
+            source,
             f"layer '{v1.name or v1.layer.name}' uses the V0 format (a nested 'layer' block), "
-            "which predates V1; convert it with Caffe's upgrade_net_proto_text tool first",
+            "which predates V1 and is not read by dualnet; convert the file with Caffe's "
+            "upgrade_net_proto_text (or upgrade_net_proto_binary for weights) first",
+            index,
         )
     layer = pb.LayerParameter()
     layer.name = v1.name
@@ -128,22 +147,25 @@ def _upgrade_input(net, source):
     """Deprecated `input` fields become an Input layer at the front."""
     if not net.input:
         if net.input_shape or net.input_dim:
-            raise PrototxtError(source, 0, 0, "input_shape / input_dim given without 'input' blob names")
+            raise UpgradeError(source, "input_shape / input_dim given without 'input' blob names", "input")
         return
     shapes = []
     if net.input_shape:
         if len(net.input_shape) != len(net.input):
-            raise PrototxtError(
-                source, 0, 0,
-                f"{len(net.input)} 'input' blobs but {len(net.input_shape)} 'input_shape' entries; give one shape per input",
+            raise UpgradeError(
+                source,
+                f"{len(net.input)} 'input' blobs but {len(net.input_shape)} 'input_shape' entries; "
+                "give one input_shape per input",
+                "input",
             )
         shapes = [list(s.dim) for s in net.input_shape]
     elif net.input_dim:
         if len(net.input_dim) != 4 * len(net.input):
-            raise PrototxtError(
-                source, 0, 0,
+            raise UpgradeError(
+                source,
                 f"{len(net.input)} 'input' blobs need {4 * len(net.input)} 'input_dim' values "
                 f"(num, channels, height, width each), got {len(net.input_dim)}",
+                "input",
             )
         dims = list(net.input_dim)
         shapes = [dims[4 * i: 4 * i + 4] for i in range(len(net.input))]
@@ -160,9 +182,13 @@ def _upgrade_input(net, source):
 
 
 def _upgrade_batch_norm(layer):
-    # BatchNorm's statistics are not learned; Caffe drops old lr_mult: 0 specs.
-    if layer.type == "BatchNorm" and len(layer.param) == 3 and all(p.lr_mult == 0 for p in layer.param):
-        del layer.param[:]
+    # The old BatchNorm definition declared three param specs; its statistics
+    # are not learned, so Caffe sets their lr_mult and decay_mult to 0 (and
+    # keeps the rest of each spec, e.g. its name).
+    if layer.type == "BatchNorm" and len(layer.param) == 3:
+        for spec in layer.param:
+            spec.lr_mult = 0.0
+            spec.decay_mult = 0.0
 
 
 def upgrade_net(net, source="<net>"):
@@ -170,8 +196,12 @@ def upgrade_net(net, source="<net>"):
     changed = False
     if net.layers:
         if net.layer:
-            raise PrototxtError(source, 0, 0, "the net mixes 'layer' and legacy 'layers' blocks")
-        upgraded = [upgrade_v1_layer(v1, source) for v1 in net.layers]
+            raise UpgradeError(
+                source,
+                "the net mixes 'layer' (current format) and 'layers' (legacy V1 format); "
+                "write every layer as 'layer { type: \"...\" }'",
+            )
+        upgraded = [upgrade_v1_layer(v1, source, i) for i, v1 in enumerate(net.layers)]
         del net.layers[:]
         net.layer.extend(upgraded)
         changed = True
@@ -199,7 +229,12 @@ _SOLVER_TYPE_NAMES = {
 def upgrade_solver(solver, source="<solver>"):
     if solver.HasField("solver_type"):
         if solver.HasField("type"):
-            raise PrototxtError(source, 0, 0, "give either 'type' or the deprecated 'solver_type', not both")
+            raise UpgradeError(
+                source,
+                f"give either 'type' or the deprecated 'solver_type', not both "
+                f"(type: \"{solver.type}\", solver_type: {pb.SolverParameter.SolverType.Name(solver.solver_type)})",
+                "solver_type",
+            )
         solver.type = _SOLVER_TYPE_NAMES[solver.solver_type]
         solver.ClearField("solver_type")
     for net in list(solver.test_net_param) + [solver.net_param, solver.train_net_param]:
