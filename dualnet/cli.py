@@ -118,9 +118,15 @@ def _setup_logging(args):
     level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     logger = setup_logging(level=level)
     if getattr(args, "log", None):
+        from .errors import DualnetError
         from .log import GlogFormatter
 
-        handler = logging.FileHandler(args.log)
+        folder = os.path.dirname(os.path.abspath(args.log))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            handler = logging.FileHandler(args.log)
+        except OSError as error:
+            raise DualnetError(f"--log {args.log}: cannot write there ({error.strerror})") from None
         handler.setFormatter(GlogFormatter())
         handler.setLevel(logging.INFO)
         logger.addHandler(handler)
@@ -231,8 +237,8 @@ def main(argv=None):
         return 1
     from .errors import DualnetError
 
-    _setup_logging(args)
     try:
+        _setup_logging(args)
         return COMMANDS[args.command](args) or 0
     except DualnetError as error:
         print(f"dualnet: error: {error}", file=sys.stderr)
