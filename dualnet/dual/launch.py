@@ -208,12 +208,14 @@ def _train(solver, link, role, args, prefix):
         except DualnetError:
             pass
         raise
-    reason = "stopped on request" if solver.requested_early_exit else "training done"
-    try:
-        link.send(pb.WireHeader.BYE, solver.iter, reason=f"{role} {reason} at iteration {solver.iter}",
-                  timeout=FAREWELL_SECONDS)
-    except DualnetError:
-        pass                # the peer has finished and closed its end already
+    if role == "net1":
+        # net1 drives the end (max_iter or an agreed stop); net2 has nothing to add.
+        reason = "stopped on request" if solver.requested_early_exit else "training done"
+        try:
+            link.send(pb.WireHeader.BYE, solver.iter, reason=f"{role} {reason} at iteration {solver.iter}",
+                      timeout=FAREWELL_SECONDS)
+        except DualnetError:
+            pass            # net2 has finished and closed its end already
     solver.finish()
     return 0
 
