@@ -25,6 +25,32 @@ def make_npz(path, records=64, shape=(1, 8, 8), classes=4, seed=0):
     return path
 
 
+SMALL_NET = """
+name: "{name}"
+layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
+        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{train}" batch_size: 8 backend: NPZ }} }}
+layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
+        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{test}" batch_size: 4 backend: NPZ }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param {{ num_output: {conv_outputs} kernel_size: 3 pad: {pad} weight_filler {{ type: "xavier" }}
+                             bias_filler {{ type: "constant" value: 0.1 }} }} }}
+layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
+layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
+layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
+        inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
+layer {{ name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }}
+layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
+"""
+
+
+def small_net(train, test=None, conv_outputs=3, pad=0, name="small"):
+    """Prototxt of a small conv / pool / inner-product net on NPZ data (batch 8, TEST batch 4)."""
+    return SMALL_NET.format(name=name, train=train, test=test or train, conv_outputs=conv_outputs, pad=pad)
+
+
 def solver_param(text, path):
     return parse_solver_text(text, str(path))
 

@@ -12,29 +12,11 @@ import pytest
 
 import dualnet
 from dualnet.io.solverstate import read_state
-from dual_harness import make_npz
+from dual_harness import make_npz, small_net
 
 GLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [\w.]+:\d+\] (?P<text>.*)$")
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
 
-NET = """
-name: "small"
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{train}" batch_size: 8 backend: NPZ }} }}
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{test}" batch_size: 4 backend: NPZ }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param {{ num_output: 3 kernel_size: 3 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
-layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-        inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }}
-layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
-"""
 
 SOLVER = """
 net: "{net}"
@@ -58,7 +40,7 @@ def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     train = make_npz(folder / "train.npz", records=64)
     test = make_npz(folder / "test.npz", records=10, seed=1)
-    (folder / "net.prototxt").write_text(NET.format(train=train, test=test))
+    (folder / "net.prototxt").write_text(small_net(train, test))
     return folder
 
 

@@ -4,26 +4,8 @@ import pytest
 
 import dualnet
 from dualnet import dualnet_pb2 as pb
-from dual_harness import make_npz, run_pair, solver_param
+from dual_harness import make_npz, run_pair, solver_param, small_net
 
-NET = """
-name: "small"
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 8 backend: NPZ }} }}
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 4 backend: NPZ }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param {{ num_output: 3 kernel_size: 3 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
-layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-        inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }}
-layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
-"""
 
 SOLVER = """
 net: "{net}"
@@ -38,7 +20,7 @@ snapshot_prefix: "{folder}/snap"
 def files(tmp_path):
     npz = make_npz(tmp_path / "data.npz")
     net = tmp_path / "net.prototxt"
-    net.write_text(NET.format(npz=npz))
+    net.write_text(small_net(npz))
     single = dualnet.get_solver(solver_param(SOLVER.format(net=net, folder=tmp_path, dual=""), tmp_path / "s.prototxt"))
     weights = tmp_path / "init.caffemodel"
     single.net.save(str(weights))

@@ -17,26 +17,8 @@ import time
 import pytest
 
 from dualnet.io.solverstate import read_state
-from dual_harness import free_address, make_npz
+from dual_harness import free_address, make_npz, small_net
 
-NET = """
-name: "faults"
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 8 backend: NPZ }} }}
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 4 backend: NPZ }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param {{ num_output: 3 kernel_size: 3 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
-layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-        inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }}
-layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
-"""
 
 # The default schedule (PIPELINED, max_staleness 1): net1 runs a batch ahead of net2.
 SOLVER = """
@@ -54,7 +36,7 @@ ITERATION = re.compile(r"\] (?:\[(net[12])\] )?Iteration (\d+) \(")
 @pytest.fixture
 def folder(tmp_path):
     npz = make_npz(tmp_path / "data.npz")
-    (tmp_path / "net.prototxt").write_text(NET.format(npz=npz))
+    (tmp_path / "net.prototxt").write_text(small_net(npz, name="faults"))
     return tmp_path
 
 
@@ -264,7 +246,7 @@ def short_pair(tmp_path_factory):
     """A local pair of 20 iterations with snapshots at 10 and 20."""
     folder = tmp_path_factory.mktemp("pair")
     npz = make_npz(folder / "data.npz")
-    (folder / "net.prototxt").write_text(NET.format(npz=npz))
+    (folder / "net.prototxt").write_text(small_net(npz, name="faults"))
     solver = write_solver(folder, max_iter=20)
     result = subprocess.run([sys.executable, "-m", "dualnet", "train", "--solver", str(solver),
                              "--log", str(folder / "pair.log")],

@@ -13,23 +13,8 @@ from dataclasses import dataclass
 import pytest
 
 from dualnet.io.solverstate import read_state
-from dual_harness import make_npz
+from dual_harness import make_npz, small_net
 
-NET = """
-name: "hosts"
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 8 backend: NPZ }} }}
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 4 backend: NPZ }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param {{ num_output: 3 kernel_size: 3 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
-layer {{ name: "ip2" type: "InnerProduct" bottom: "pool1" top: "ip2"
-        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
-"""
 
 SOLVER = """
 net: "{net}"
@@ -93,7 +78,7 @@ def hosts():
 @pytest.fixture
 def solver(tmp_path):
     npz = make_npz(tmp_path / "data.npz")
-    (tmp_path / "net.prototxt").write_text(NET.format(npz=npz))
+    (tmp_path / "net.prototxt").write_text(small_net(npz))
     path = tmp_path / "dual_solver.prototxt"
     path.write_text(SOLVER.format(net=tmp_path / "net.prototxt", prefix=tmp_path / "snap"))
     return path

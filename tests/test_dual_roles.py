@@ -17,32 +17,13 @@ from dualnet.dual.protocol import FLOAT32, Expectations, encode_cut, frame_limit
 from dualnet.dual.roles import Net1Role, Net2Role, Wire
 from dualnet.dual.transport import Link, PeerStopped
 from dualnet.errors import DualnetError, PeerError
-from dual_harness import free_address, make_npz, run_pair, solver_param
+from dual_harness import free_address, make_npz, run_pair, solver_param, small_net
 
 MSG = pb.WireHeader
 LINK_OPTIONS = dict(peer_timeout=10.0, heartbeat_interval=0.5)
 
 # conv1 has 32 channels so that the cut, pool1 (8, 32, 4, 4), dwarfs the ids,
 # labels and header that travel with it: the encodings' ratios show in the bytes.
-NET = """
-name: "roles"
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 8 backend: NPZ }} }}
-layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
-        transform_param {{ scale: 0.00390625 }} data_param {{ source: "{npz}" batch_size: 4 backend: NPZ }} }}
-layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param {{ num_output: 32 kernel_size: 3 pad: 1 weight_filler {{ type: "xavier" }}
-                             bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
-layer {{ name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}
-layer {{ name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-        inner_product_param {{ num_output: 6 weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }}
-layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-        inner_product_param {{ num_output: 4 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "acc" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
-"""
 
 SOLVER = """
 net: "{net}"
@@ -57,7 +38,7 @@ dual_param {{ split_at: "{cut}" schedule: LOCKSTEP {dual} }}
 def files(tmp_path):
     npz = make_npz(tmp_path / "data.npz")
     net = tmp_path / "net.prototxt"
-    net.write_text(NET.format(npz=npz))
+    net.write_text(small_net(npz, conv_outputs=32, pad=1))
     weights = tmp_path / "init.caffemodel"
     dualnet.Net(str(net), dualnet.TRAIN).save(str(weights))
     return tmp_path, net, str(weights)
