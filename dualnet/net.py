@@ -20,6 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import dualnet_pb2 as pb
+from . import random as dn_random
 from .blob import Blob
 from .errors import DualnetError, LayerError, NetError
 from .layer import LAYER_TYPES, _load_layer_modules, create_layer
@@ -302,7 +303,8 @@ class Net:
                 self.inputs.extend(top_names)
             try:
                 layer.check_blob_counts(bottoms, tops)
-                layer.setup(bottoms, tops)
+                with dn_random.layer_stream(param.name):
+                    layer.setup(bottoms, tops)
                 layer.load_blobs_from_param()
                 layer.reshape(bottoms, tops)
             except (LayerError, NetError) as error:

@@ -111,3 +111,15 @@ def test_dual_layer_mode_trains_both_halves(files):
 
 
 del pb
+
+
+def test_the_halves_start_from_the_single_nets_weights_under_the_same_seed(files):
+    # No --weights: each layer's fillers are seeded from (random_seed, layer name).
+    tmp_path, net, _weights = files
+    single = dualnet.get_solver(solver_param(SOLVER.format(net=net, folder=tmp_path, dual=""),
+                                             tmp_path / "s.prototxt"))
+    single.step(2)
+    param = dual_param('split_at: "pool1" schedule: LOCKSTEP', tmp_path, net)
+    net1, net2 = run_pair(param, tmp_path / "dual.prototxt", 2)
+    np.testing.assert_allclose(net1.net.params["conv1"][0].data, single.net.params["conv1"][0].data, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(net2.net.params["ip2"][0].data, single.net.params["ip2"][0].data, rtol=2e-5, atol=2e-6)

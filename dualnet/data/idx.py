@@ -25,36 +25,54 @@ _LABEL_STEMS = ("-labels-idx1-ubyte", "-labels.idx1-ubyte")
 
 
 def read_idx(path):
-    """The array stored in IDX file `path` (native byte order, read-only)."""
+    """The array stored in IDX file `path` (native byte order, read-only).
+
+    The data is read straight into one preallocated array (decompressing a
+    .gz as it streams), so reading costs the array's size and little more.
+    """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == _GZIP_MAGIC:
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as raw_file:
+            compressed = raw_file.read(2) == _GZIP_MAGIC
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _TYPES or magic[3] == 0:
+                raise DataError(
+                    f"'{path}' is not an IDX file: its magic number is 0x{magic.hex() or 'empty'} "
+                    f"(an IDX file starts with 00 00, a type byte 08/09/0B/0C/0D/0E and the number of dimensions)"
+                )
+            ndim = magic[3]
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataError(f"IDX file '{path}' is truncated inside its header")
+            dims = tuple(int(d) for d in np.frombuffer(dims_raw, ">u4"))
+            dtype = np.dtype(_TYPES[magic[2]])
+            expected = int(np.prod(dims)) * dtype.itemsize
+            array = np.empty(dims, dtype)
+            got = _read_into(f, memoryview(array.reshape(-1).view(np.uint8)))
+            extra = len(f.read(1))
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"cannot read IDX file '{path}': {error}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES or raw[3] == 0:
-        raise DataError(
-            f"'{path}' is not an IDX file: its magic number is 0x{raw[:4].hex() or 'empty'} "
-            f"(an IDX file starts with 00 00, a type byte 08/09/0B/0C/0D/0E and the number of dimensions)"
-        )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"IDX file '{path}' is truncated inside its header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    dtype = np.dtype(_TYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    if len(raw) - header != expected:
+    if got != expected or extra:
+        held = f"{got} bytes" if not extra else f"more than {expected} bytes"
         raise DataError(
             f"IDX file '{path}' declares shape {dims} ({expected} bytes of data) "
-            f"but holds {len(raw) - header} bytes after its header"
+            f"but holds {held} after its header"
         )
-    array = np.frombuffer(raw, dtype, int(np.prod(dims)), header).reshape(dims)
     if dtype.byteorder == ">":
         array = array.astype(dtype.newbyteorder("="))
-        array.flags.writeable = False
+    array.flags.writeable = False
     return array
+
+
+def _read_into(stream, view, chunk=1 << 22):
+    """Fill `view` from `stream` in chunks; returns the number of bytes read."""
+    done = 0
+    while done < len(view):
+        got = stream.readinto(view[done: done + chunk])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def _existing(stem_path):

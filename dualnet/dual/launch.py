@@ -196,11 +196,11 @@ def _train(solver, link, role, args, prefix):
             return 0
         solver.snapshot()
         raise DualnetError(f"{stopped.peer} stopped with an error at iteration {stopped.iteration}: "
-                           f"{stopped.reason}. This side saved {solver.last_snapshot[1]}; "
+                           f"{stopped.reason.rstrip('.')}. This side saved {solver.last_snapshot[1]}; "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except PeerError as error:
         model, state = solver.snapshot()
-        raise DualnetError(f"{error}. This side saved {state} (iteration {solver.iter}); "
+        raise DualnetError(f"{str(error).rstrip('.')}. This side saved {state} (iteration {solver.iter}); "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except NumericalError as error:
         try:
