@@ -64,6 +64,26 @@ def read_idx(path):
     return array
 
 
+def idx_header(path):
+    """(dims, dtype) from an IDX file's header, without reading its data."""
+    try:
+        with open(path, "rb") as raw_file:
+            compressed = raw_file.read(2) == _GZIP_MAGIC
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _TYPES or magic[3] == 0:
+                raise DataError(
+                    f"'{path}' is not an IDX file: its magic number is 0x{magic.hex() or 'empty'} "
+                    f"(an IDX file starts with 00 00, a type byte 08/09/0B/0C/0D/0E and the number of dimensions)"
+                )
+            dims_raw = f.read(4 * magic[3])
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read IDX file '{path}': {error}") from None
+    if len(dims_raw) < 4 * magic[3]:
+        raise DataError(f"IDX file '{path}' is truncated inside its header")
+    return tuple(int(d) for d in np.frombuffer(dims_raw, ">u4")), np.dtype(_TYPES[magic[2]])
+
+
 def _read_into(stream, view, chunk=1 << 22):
     """Fill `view` from `stream` in chunks; returns the number of bytes read."""
     done = 0
@@ -109,6 +129,22 @@ def label_path_for(images):
         if sep:
             return head + label_stem + "[.gz]"
     return "<labels file>"
+
+
+def probe_idx_pair(images_path, labels_path):
+    """(number of records, datum shape C x H x W) of an IDX pair, from the headers alone."""
+    dims, _dtype = idx_header(images_path)
+    if len(dims) not in (3, 4):
+        raise DataError(f"IDX images file '{images_path}' has shape {dims}; expected N x H x W or N x C x H x W")
+    label_dims, _ = idx_header(labels_path)
+    if len(label_dims) != 1:
+        raise DataError(f"IDX labels file '{labels_path}' has shape {label_dims}; expected one label per image (N)")
+    if label_dims[0] != dims[0]:
+        raise DataError(
+            f"IDX files disagree: '{images_path}' holds {dims[0]} images "
+            f"but '{labels_path}' holds {label_dims[0]} labels"
+        )
+    return dims[0], ((1,) + dims[1:]) if len(dims) == 3 else dims[1:]
 
 
 def read_idx_pair(images_path, labels_path):

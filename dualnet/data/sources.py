@@ -6,6 +6,8 @@ open_source(data_param, source_dir) returns an object with
 
 Backends: IDX file pairs and NPZ files are decoded once into memory (uint8
 stays uint8) and a batch is one fancy-indexing gather; LMDB is read lazily.
+An IDX pair is only probed (its headers) when opened and decoded at the first
+read, so building a net for its shapes (e.g. to split it) costs no memory.
 With `backend` unset (Caffe's default LEVELDB) the kind is detected from the
 path: IDX prefix or images file, .npz file, folder holding data.mdb. LevelDB
 is not supported. Decoded arrays are shared between sources opened on the
@@ -18,7 +20,7 @@ import weakref
 from .. import dualnet_pb2 as pb
 from ..errors import DataError
 from ..log import get_logger
-from .idx import find_idx_pair, label_path_for, read_idx_pair
+from .idx import find_idx_pair, label_path_for, probe_idx_pair, read_idx_pair
 from .lmdb_source import LmdbSource, is_leveldb, is_lmdb, require_lmdb
 from .npz import read_npz
 from .paths import candidate_paths, log_resolution
@@ -32,15 +34,29 @@ _open_sources = weakref.WeakValueDictionary()
 
 
 class ArraySource:
-    """A data set held in memory: pixels N x C x H x W and labels N."""
+    """A data set held in memory: pixels N x C x H x W and labels N, decoded by
+    `load()` at first use."""
 
-    def __init__(self, images, labels, description):
-        self.images, self.labels, self.description = images, labels, description
-        self.num_records = len(images)
-        self.datum_shape = tuple(images.shape[1:])
+    def __init__(self, num_records, datum_shape, load, description):
+        self.num_records, self.datum_shape = num_records, tuple(datum_shape)
+        self._load, self._arrays, self.description = load, None, description
+
+    def _decoded(self):
+        if self._arrays is None:
+            self._arrays = self._load()
+        return self._arrays
+
+    @property
+    def images(self):
+        return self._decoded()[0]
+
+    @property
+    def labels(self):
+        return self._decoded()[1]
 
     def read(self, indices):
-        return self.images[indices], self.labels[indices]
+        images, labels = self._decoded()
+        return images[indices], labels[indices]
 
 
 def _identity(*paths):
@@ -63,12 +79,17 @@ def _open_idx(images, labels):
         raise DataError(f"found the IDX images file '{images}' but not its labels file {label_path_for(images)}")
     log.info("Opening IDX files %s and %s", images, labels)
     return _shared("IDX", (images, labels),
-                   lambda: ArraySource(*read_idx_pair(images, labels), f"IDX {images}"))
+                   lambda: ArraySource(*probe_idx_pair(images, labels), lambda: read_idx_pair(images, labels),
+                                       f"IDX {images}"))
 
 
 def _open_npz(path):
     log.info("Opening NPZ file %s", path)
-    return _shared("NPZ", (path,), lambda: ArraySource(*read_npz(path), f"NPZ {path}"))
+    def make():
+        data, label = read_npz(path)
+        return ArraySource(len(data), data.shape[1:], lambda: (data, label), f"NPZ {path}")
+
+    return _shared("NPZ", (path,), make)
 
 
 def _open_lmdb(path):
