@@ -149,10 +149,17 @@ def run_role(args, param, role):
                    max_message_bytes=dual.max_message_bytes or frame_limit(hello),
                    keys=args.keys or dual.keys or None, insecure=args.insecure)
     log.info("%s: %s %s (log: %s)", role, "binding" if role == "net2" else "connecting to", address, log_path)
+    wait = max(HANDSHAKE_SECONDS, dual.peer_timeout)
+    if role == "net1":
+        log.info("net1: waiting up to %.0f s for net2 to answer at %s (start it with --role net2 --bind ...)",
+                 wait, address)
+    else:
+        log.info("net2: waiting up to %.0f s for net1 (start it with --role net1 --connect <this host>:<port>)",
+                 wait)
     link = Link.bind(address, role="net2", **options) if role == "net2" else Link.connect(address, role="net1", **options)
     solver.link = link
     try:
-        agreed = link.handshake(hello, timeout=max(HANDSHAKE_SECONDS, dual.peer_timeout),
+        agreed = link.handshake(hello, timeout=wait,
                                 expectations=Expectations.from_hello(hello, label_names=split.label_blobs))
         log.info("Paired with %s (dualnet %s) at iteration %d", agreed.role or "the peer", agreed.dualnet_version,
                  solver.iter)
