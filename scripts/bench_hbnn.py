@@ -42,6 +42,9 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=7, help="rounds per shape (default 7; 3 for square-4096)")
     parser.add_argument("--min-time", type=float, default=0.02,
                         help="seconds each timed sample lasts at least (short calls are repeated)")
+    parser.add_argument("--openblas-coretype", default="auto",
+                        help="OPENBLAS_CORETYPE for np.matmul; 'auto' (default) unsets it, so that dualnet "
+                             "chooses as for a user who set none (its AVX-512 kernels where the CPU has them)")
     parser.add_argument("--settle", type=float, default=0.2,
                         help="seconds to pause after the matmul samples: OpenBLAS's idle workers spin "
                              "for ~0.1 s and would steal the CPU from the next measurement (default 0.2)")
@@ -59,13 +62,18 @@ def main():
     args = parse_args()
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "DUALNET_HBNN_THREADS"):
         os.environ[variable] = str(args.threads)
-    import numpy as np  # after the thread variables, so OpenBLAS sees them
-
+    if args.openblas_coretype == "auto":
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+    else:
+        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import dualnet  # noqa: F401  (before NumPy: it picks OpenBLAS's kernels for this CPU)
+    import numpy as np  # after the thread variables, so OpenBLAS sees them
     from dualnet.hbnn import kernel
 
     print(kernel.describe())
-    print(f"threads: {args.threads} for OpenBLAS, up to {args.threads} for the kernel; numpy {np.__version__}")
+    print(f"threads: {args.threads} for OpenBLAS, up to {args.threads} for the kernel; numpy {np.__version__}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: OpenBLAS detects)')}")
     header = (f"{'shape':<12} {'M':>5} {'K':>5} {'N':>5} {'s':>3} {'path':<9}"
               f"{'excl ms':>10} {'GOPS':>7} {'x matmul':>9}{'incl ms':>10} {'GOPS':>7} {'x matmul':>9}")
     verdicts = []
