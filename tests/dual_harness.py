@@ -4,7 +4,6 @@ import threading
 
 import numpy as np
 
-from dualnet import dualnet_pb2 as pb
 from dualnet.dual.launch import build_split, hello_for
 from dualnet.dual.protocol import Expectations, frame_limit
 from dualnet.dual.roles import Net1Role, Net2Role, Wire
@@ -96,6 +95,3 @@ def run_pair(param, source, iterations, weights=None, net2_param=None):
         raise errors[0]
     assert not any(t.is_alive() for t in threads), "a role did not finish"
     return out["net1"], out["net2"]
-
-
-del pb

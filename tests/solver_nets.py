@@ -2,7 +2,6 @@
 import numpy as np
 
 import dualnet
-from dualnet import dualnet_pb2 as pb
 from dualnet.io import parse_solver_text
 
 # y = w . x (one weight per input, no bias); loss = 1/(2N) sum (y - t)^2.
@@ -46,6 +45,3 @@ def loss(w):
 
 def weights(solver):
     return solver.net.params["fc"][0].data[0].astype(np.float64)
-
-
-del pb

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import dualnet
-from dualnet import dualnet_pb2 as pb
 from dual_harness import make_npz, run_pair, solver_param, small_net
 
 
@@ -110,7 +109,6 @@ def test_dual_layer_mode_trains_both_halves(files):
     assert net1.iter == net2.iter == 5
 
 
-del pb
 
 
 def test_the_halves_start_from_the_single_nets_weights_under_the_same_seed(files):

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import dualnet
-from dualnet import dualnet_pb2 as pb
 from dualnet.errors import NumericalError, PrototxtError, SolverError
 from dualnet.io import parse_solver_text
 from dualnet.io.solverstate import read_state
-from solver_nets import X, loss, regression_solver, weights
+from solver_nets import loss, regression_solver, weights
 
 # Random inputs every iteration and dropout: a resume is exact only if the
 # random generator's state travels with the snapshot.
@@ -276,7 +275,6 @@ def test_weights_field_initialises_from_a_caffemodel(tmp_path):
     np.testing.assert_array_equal(solver.net.params["fc2"][0].data, 3.0)
 
 
-del X, pb
 
 
 def npz_net(tmp_path, records=50):
