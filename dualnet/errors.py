@@ -26,9 +26,15 @@ class PrototxtError(DualnetError):
 class LayerError(DualnetError):
     """A layer's parameters or inputs are wrong.
 
-    Layers raise it with just the reason; the net adds the file, line, layer
-    name and type before it reaches the user.
+    Layers raise it with just the reason, and `field` when one field of the
+    LayerParameter is at fault ("type", "inner_product_param.axis"); the net
+    adds the file, line (and that field's column), layer name and type
+    before it reaches the user.
     """
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 class NetError(DualnetError):

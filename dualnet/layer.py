@@ -58,17 +58,30 @@ NOT_IMPLEMENTED = {
 }
 
 
+# The parameter message whose `source` an unimplemented data layer would read.
+SOURCE_PARAMS = {"ImageData": "image_data_param", "WindowData": "window_data_param", "HDF5Data": "hdf5_data_param"}
+
+
+def not_implemented_reason(param):
+    """Why `param.type` cannot be built and what to do instead, naming the data it would read."""
+    field = SOURCE_PARAMS.get(param.type)
+    source = getattr(param, field).source if field else ""
+    reads = f" (it would read {field}.source '{source}')" if source else ""
+    return f"layer type '{param.type}' is not implemented by dualnet{reads}: {NOT_IMPLEMENTED[param.type]}"
+
+
 def create_layer(param, phase=pb.TRAIN, source_dir=None):
     """Instantiate the layer class named by `param.type`."""
     _load_layer_modules()
     cls = LAYER_TYPES.get(param.type)
     if cls is None and param.type in NOT_IMPLEMENTED:
-        raise LayerError(f"layer type '{param.type}' is not implemented by dualnet: {NOT_IMPLEMENTED[param.type]}")
+        raise LayerError(not_implemented_reason(param), field="type")
     if cls is None:
         known = ", ".join(sorted(LAYER_TYPES))
         raise LayerError(
             f"unknown layer type '{param.type}'{did_you_mean(param.type, LAYER_TYPES)} "
-            f"(known types: {known})"
+            f"(known types: {known})",
+            field="type",
         )
     return cls(param, phase, source_dir)
 
@@ -188,10 +201,14 @@ class Layer:
         return f"<{self.type} layer '{self.name}'>"
 
 
-def canonical_axis(axis, num_axes):
-    """Caffe's CanonicalAxisIndex: a possibly negative axis as 0..num_axes-1."""
+def canonical_axis(axis, num_axes, field=None):
+    """Caffe's CanonicalAxisIndex: a possibly negative axis as 0..num_axes-1.
+
+    `field` names the parameter the axis came from ("softmax_param.axis"),
+    so that an error points at it.
+    """
     if not -num_axes <= axis < num_axes:
-        raise LayerError(f"axis {axis} is out of range for a blob with {num_axes} axes")
+        raise LayerError(f"axis {axis} is out of range for a blob with {num_axes} axes", field=field)
     return axis + num_axes if axis < 0 else axis
 
 

@@ -103,8 +103,9 @@ def insert_splits(net_param):
     loss as one more reader; the Split then carries that loss weight on its
     first top and the producing layer's own weight on that top becomes 0.
     Unlike Caffe, a loss layer's default weight (no `loss_weight` given)
-    counts too: Caffe leaves it on the layer, where the reader's backward
-    then overwrites the loss gradient.
+    counts too: Caffe's InsertSplits sees only explicit weights, so it keeps
+    the default weight in the top's diff, where the reader's backward then
+    overwrites it (the gradient and the reported loss come out wrong).
     """
     last_producer = {}            # blob name -> (layer index, top index)
     readers = {}                  # (layer, top) -> number of bottoms reading it
@@ -210,6 +211,8 @@ class Net:
         filtered = filter_net(net_param, state, self.origin, kept)
         block_lines = self.origin.block_lines
         self._lines = {layer.name: block_lines[i] for layer, i in zip(filtered.layer, kept)} if block_lines else {}
+        block_fields = self.origin.block_fields
+        self._fields = {layer.name: block_fields[i] for layer, i in zip(filtered.layer, kept) if i < len(block_fields)}
         for layer in filtered.layer:
             if not layer.HasField("phase"):
                 layer.phase = phase
@@ -219,13 +222,24 @@ class Net:
             self.copy_from(weights)
 
     # ------------------------------------------------------------ building
-    def _where(self, layer_param):
+    def _where(self, layer_param, field=None):
+        """'file:line: layer 'name' (Type)', at field's line:column when the file gives it.
+
+        `field` is a path in the LayerParameter ("type", "inner_product_param.axis"),
+        or (path, index) for one value of a repeated field (("bottom", 1)).
+        """
         line = self._lines.get(layer_param.name)
         where = f"{self.origin.path or '<net>'}:{line}" if line else self.origin.where(layer_param.name)
+        if field is not None:
+            path, index = field if isinstance(field, tuple) else (field, 0)
+            places = self._fields.get(layer_param.name, {}).get(path, [])
+            if places:
+                line, column = places[min(index, len(places) - 1)]
+                where = f"{self.origin.path or '<net>'}:{line}:{column}"
         return f"{where}: layer '{layer_param.name}' ({layer_param.type})"
 
-    def _fail(self, layer_param, reason, error_type=NetError):
-        raise error_type(f"{self._where(layer_param)}: {reason}") from None
+    def _fail(self, layer_param, reason, error_type=NetError, field=None):
+        raise error_type(f"{self._where(layer_param, field)}: {reason}") from None
 
     def _build(self):
         self.blobs = OrderedDict()
@@ -256,7 +270,7 @@ class Net:
             try:
                 layer = create_layer(param, self.phase, self.origin.folder)
             except LayerError as error:
-                self._fail(param, str(error))
+                self._fail(param, str(error), field=error.field)
             # bottoms
             bottoms, bottom_grad = [], []
             need_backward = False
@@ -272,14 +286,15 @@ class Net:
                         from .errors import did_you_mean
 
                         hint = did_you_mean(name, list(available))
-                    self._fail(param, f"unknown bottom blob '{name}' (bottom {j}){hint}")
+                    self._fail(param, f"unknown bottom blob '{name}' (bottom {j}){hint}", field=("bottom", j))
                 blob = available.pop(name)
                 bottoms.append(blob)
                 grad = blob_needs_grad[name]
                 need_backward |= grad
                 if param.propagate_down:
                     if len(param.propagate_down) != len(param.bottom):
-                        self._fail(param, "propagate_down must be given once per bottom or not at all")
+                        self._fail(param, "propagate_down must be given once per bottom or not at all",
+                                   field="propagate_down")
                     grad = bool(param.propagate_down[j])
                 bottom_grad.append(grad)
             # tops
@@ -292,7 +307,7 @@ class Net:
                 if j < len(param.bottom) and param.bottom[j] == name:
                     blob = bottoms[j]          # in place
                 elif name in self.blobs:
-                    self._fail(param, f"top blob '{name}' is produced by more than one layer")
+                    self._fail(param, f"top blob '{name}' is produced by more than one layer", field=("top", j))
                 else:
                     blob = Blob()
                     self.blobs[name] = blob
@@ -310,7 +325,7 @@ class Net:
             except (LayerError, NetError) as error:
                 if isinstance(error, NetError):
                     raise
-                self._fail(param, str(error))
+                self._fail(param, str(error), field=error.field)
             except DualnetError as error:
                 self._fail(param, str(error))
             except Exception as error:  # a bug, or a user's Python layer
@@ -321,7 +336,8 @@ class Net:
             # loss weights
             weights = list(param.loss_weight)
             if weights and len(weights) != len(tops):
-                self._fail(param, f"loss_weight must be given once per top ({len(tops)}) or not at all")
+                self._fail(param, f"loss_weight must be given once per top ({len(tops)}) or not at all",
+                           field="loss_weight")
             if not weights:
                 weights = [layer.default_loss_weight if j == 0 else 0.0 for j in range(len(tops))]
             self._loss_weights.append([(j, w) for j, w in enumerate(weights) if w])
@@ -464,7 +480,7 @@ class Net:
                 layer.reshape(bottom, top)
                 layer.forward(bottom, top)
             except LayerError as error:
-                self._fail(self.param.layer[i], str(error))
+                self._fail(self.param.layer[i], str(error), field=error.field)
             for j, weight in self._loss_weights[i]:
                 loss += weight * float(top[j].data.sum())
         return loss
@@ -482,7 +498,7 @@ class Net:
             try:
                 layer.backward(self._tops[i], self.bottom_need_backward[i], self._bottoms[i])
             except LayerError as error:
-                self._fail(self.param.layer[i], str(error))
+                self._fail(self.param.layer[i], str(error), field=error.field)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """Run the net; keyword arrays are copied into input blobs first.
@@ -539,7 +555,7 @@ class Net:
             try:
                 layer.reshape(self._bottoms[i], self._tops[i])
             except LayerError as error:
-                self._fail(self.param.layer[i], str(error))
+                self._fail(self.param.layer[i], str(error), field=error.field)
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:

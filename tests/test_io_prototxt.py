@@ -92,7 +92,7 @@ layer {
     build(text, phase=dualnet.TRAIN)                    # the TRAIN block is fine
     with pytest.raises(NetError) as caught:
         build(text, phase=dualnet.TEST)                 # the TEST one has a bad axis
-    assert_one_line_at(str(caught.value), "net.prototxt", 15)
+    assert_one_line_at(str(caught.value), "net.prototxt", 21, 39)   # its axis, in the TEST block
 
 
 # ---------------------------------------------------------------- syntax errors
@@ -154,6 +154,22 @@ def test_unknown_top_level_field_suggests_a_net_field():
     assert "did you mean 'name'" in message
 
 
+@pytest.mark.parametrize("layer_type,field,belongs_in", [
+    ("InnerProduct", "num_output", "inner_product_param: inner_product_param { num_output: ... }"),
+    # neither a LayerParameter field nor spelled right: the nearest field one level down
+    ("Convolution", "kernal_size", "convolution_param: convolution_param { kernel_size: ... }"),
+])
+def test_layer_level_field_says_which_param_of_its_type_it_belongs_in(layer_type, field, belongs_in):
+    message = parse_error(f'layer {{\n  name: "x"\n  type: "{layer_type}"\n  {field}: 10\n}}\n')
+    assert_one_line_at(message, "net.prototxt", 4, 3)
+    assert f"unknown field '{field}' in LayerParameter; it belongs in {belongs_in}" in message
+
+
+def test_layer_level_num_output_without_a_type_lists_every_param_holding_it():
+    message = parse_error('layer {\n  name: "x"\n  num_output: 10\n}\n')
+    assert "it belongs in one of convolution_param, embed_param, inner_product_param, recurrent_param" in message
+
+
 def test_misspelled_enum_suggests_the_value_and_lists_all_values():
     text = 'layer {\n  name: "pool"\n  type: "Pooling"\n  pooling_param { pool: MAXX }\n}\n'
     message = parse_error(text)
@@ -186,31 +202,55 @@ def test_unknown_layer_type_is_reported_when_the_net_is_built(tmp_path):
     with pytest.raises(NetError) as caught:
         dualnet.Net(str(path), dualnet.TRAIN)
     message = str(caught.value)
-    assert_one_line_at(message, str(path), 7)
+    assert_one_line_at(message, str(path), 9, 3)            # the `type:` field of the block at line 7
     assert "layer 'x' (Convoltion): unknown layer type 'Convoltion'" in message
     assert "did you mean 'Convolution'" in message
 
 
 def test_caffe_type_dualnet_lacks_says_what_to_use_instead():
     message = build_error(INPUT + 'layer {\n  name: "h5"\n  type: "HDF5Data"\n  top: "x"\n}\n')
-    assert_one_line_at(message, "net.prototxt", 7)
+    assert_one_line_at(message, "net.prototxt", 9, 3)
     assert "not implemented" in message and "NPZ" in message
+
+
+@pytest.mark.parametrize("layer_type,param", [("HDF5Data", "hdf5_data_param"), ("WindowData", "window_data_param"),
+                                              ("ImageData", "image_data_param")])
+def test_unimplemented_data_layer_names_the_source_it_would_read(layer_type, param):
+    text = f'layer {{\n  name: "d"\n  type: "{layer_type}"\n  top: "x"\n  {param} {{ source: "lists/train.txt" }}\n}}\n'
+    message = build_error(text)
+    assert_one_line_at(message, "net.prototxt", 3, 3)
+    assert f"layer type '{layer_type}' is not implemented" in message
+    assert f"{param}.source 'lists/train.txt'" in message
 
 
 def test_unknown_bottom_names_the_blob_and_suggests_a_known_one():
     text = INPUT + 'layer {\n  name: "ip"\n  type: "InnerProduct"\n  bottom: "dta"\n  top: "ip"\n' \
                    '  inner_product_param { num_output: 2 }\n}\n'
     message = build_error(text)
-    assert_one_line_at(message, "net.prototxt", 7)
+    assert_one_line_at(message, "net.prototxt", 10, 3)      # the `bottom:` field of the block at line 7
     assert "layer 'ip'" in message and "unknown bottom blob 'dta'" in message
     assert "did you mean 'data'" in message
+
+
+@pytest.mark.parametrize("block,line,column,reason", [
+    ('  type: "EuclideanLoss"\n  bottom: "data" bottom: "target"\n', 10, 18,
+     "(EuclideanLoss): unknown bottom blob 'target' (bottom 1)"),
+    ('  type: "Softmax"\n  bottom: "data"\n  top: "prob"\n  softmax_param { axis: 2 }\n', 12, 19,
+     "(Softmax): axis 2 is out of range for a blob with 2 axes"),
+    ('  type: "ReLU"\n  bottom: "data"\n  top: "r"\n  loss_weight: 1 loss_weight: 2\n', 12, 3,
+     "(ReLU): loss_weight must be given once per top (1) or not at all"),
+], ids=["second bottom", "param value", "loss_weight"])
+def test_build_error_about_one_field_points_at_that_field(block, line, column, reason):
+    message = build_error(INPUT + 'layer {\n  name: "x"\n' + block + '}\n')
+    assert_one_line_at(message, "net.prototxt", line, column)
+    assert f"layer 'x' {reason}" in message
 
 
 def test_duplicate_top_names_the_second_producer():
     text = INPUT + 'layer {\n  name: "a"\n  type: "ReLU"\n  bottom: "data"\n  top: "out"\n}\n' \
                    'layer {\n  name: "b"\n  type: "Sigmoid"\n  bottom: "data"\n  top: "out"\n}\n'
     message = build_error(text)
-    assert_one_line_at(message, "net.prototxt", 13)
+    assert_one_line_at(message, "net.prototxt", 17, 3)      # the `top:` field of the block at line 13
     assert "layer 'b'" in message and "'out'" in message and "more than one layer" in message
 
 

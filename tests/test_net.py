@@ -224,8 +224,10 @@ def test_a_weighted_top_read_by_another_layer_moves_its_loss_onto_the_split():
 
 def test_a_loss_layers_default_weight_survives_another_reader_of_its_top():
     # L = E + 3E with E the Euclidean loss (weight 1 by default) and p = 3 E (loss_weight 1),
-    # so dL/da = 4 (a - t) / N. (Caffe leaves the default weight on the loss layer and
-    # the Power layer's backward overwrites it: it would give 3 (a - t) / N.)
+    # so dL/da = 4 (a - t) / N. A deliberate departure from Caffe: its InsertSplits counts
+    # only an explicit loss_weight, so no Split is made; the loss layer keeps its default
+    # weight in its top's diff, which the Power layer's backward overwrites with 3. Caffe
+    # gives 3 (a - t) / N, and reports 4E as the loss at the first forward, 6E after.
     text = ("force_backward: true\n" + data("a") + data("t") +
             'layer { name: "loss" type: "EuclideanLoss" bottom: "a" bottom: "t" top: "loss" }\n'
             'layer { name: "p" type: "Power" bottom: "loss" top: "p" power_param { scale: 3 } loss_weight: 1 }\n')

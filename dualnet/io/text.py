@@ -7,11 +7,12 @@ transformation fields); a file mixing `layer` and `layers` is refused.
 """
 import os
 import re
+from typing import NamedTuple
 
 from google.protobuf import text_format
 
 from .. import dualnet_pb2 as pb
-from ..errors import PrototxtError, did_you_mean
+from ..errors import PrototxtError, did_you_mean, nearest
 from .upgrade import UpgradeError, upgrade_net, upgrade_solver
 
 
@@ -20,14 +21,17 @@ class Origin:
 
     `block_lines[i]` is the line of the i-th layer of the (upgraded)
     NetParameter, so layers that share a name across phases keep their own
-    lines; `layer_lines` maps a name to its first line.
+    lines; `layer_lines` maps a name to its first line. `block_fields[i]`
+    maps a field path inside that block ("type", "bottom",
+    "inner_product_param.axis") to the (line, column) of each occurrence.
     """
 
-    def __init__(self, path=None, layer_lines=None, fallback_line=None, block_lines=None):
+    def __init__(self, path=None, layer_lines=None, fallback_line=None, block_lines=None, block_fields=None):
         self.path = path
         self.layer_lines = dict(layer_lines or {})
         self.fallback_line = fallback_line
         self.block_lines = list(block_lines or [])
+        self.block_fields = list(block_fields or [])
 
     @property
     def folder(self):
@@ -50,6 +54,7 @@ _TOKEN = re.compile(
       | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
       | (?P<open>[{<])
       | (?P<close>[}>])
+      | (?P<number>-?\.?\d(?:[eE][-+]?\d|[\w.])*)
       | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
       | (?P<newline>\n)
       | (?P<other>.)""",
@@ -57,64 +62,105 @@ _TOKEN = re.compile(
 )
 
 
+class Block(NamedTuple):
+    """A top-level `layer { ... }` (or `layers`) block of a prototxt."""
+
+    field: str
+    start: int                  # line of the block's field name
+    end: int                    # line of its closing brace
+    name: str | None            # its `name:` value, when given
+    fields: dict                # field path -> [(line, column)], in file order
+    type: str | None = None     # its `type:` string, when given
+
+
 def scan_blocks(text, field_names=("layer", "layers")):
-    """Top-level blocks of `field_names`: [(field, start_line, end_line, name)].
+    """Top-level blocks of `field_names`, as Block tuples.
 
     A light tokenizer (strings, comments, braces) that tolerates text that
-    does not parse, so it can also place a parse error inside its layer.
+    does not parse, so it can also place a parse error inside its layer, and
+    a build error at the field it concerns.
     """
     blocks = []
-    depth, line = 0, 1
+    depth, line, line_start = 0, 1, 0
     pending = None        # (field, line) waiting for its '{'
-    current = None        # [field, start, end, name]
-    expect_name = False   # saw `name` at depth 1, waiting for its string
+    current = None        # [field, start, end, name, fields, type]
+    expect = None         # saw `name` or `type` at depth 1, waiting for its string
+    path = []             # names of the messages open inside the current block
+    last_field = None     # the field name a following '{' opens
+    in_value = False      # after ':', until the value ends
+    in_list = False       # inside `[ ... ]`
     for match in _TOKEN.finditer(text):
         kind = match.lastgroup
         value = match.group()
         if kind == "newline":
-            line += 1
+            line, line_start = line + 1, match.end()
             continue
         if kind == "comment" or (kind == "other" and value.isspace()):
             continue
         if kind == "string":
-            line += value.count("\n")
-            if expect_name and current is not None and current[3] is None:
-                current[3] = value[1:-1]
-            expect_name = False
+            if "\n" in value:
+                line, line_start = line + value.count("\n"), match.start() + value.rfind("\n") + 1
+            slot = {"name": 3, "type": 5}.get(expect)
+            if slot and current is not None and current[slot] is None:
+                current[slot] = value[1:-1]
+            expect = None
+            in_value = in_list
             continue
-        if kind == "other" and value == ":":
+        if kind == "other":
+            if value == ":":
+                in_value = True
+            elif value == "[" and in_value:
+                in_list = True
+            elif value == "]":
+                in_list = in_value = False
+            elif value != "-" and value != ",":
+                in_value = in_list
             continue
         if kind == "open":
             if depth == 0 and pending is not None:
-                current = [pending[0], pending[1], None, None]
-            pending = None
+                current = [pending[0], pending[1], None, None, {}, None]
+            elif current is not None:
+                path.append(last_field or "?")      # "?": a brace with no field name (text that will not parse)
+            pending = last_field = expect = None
             depth += 1
-            expect_name = False
+            in_value = in_list = False
             continue
         if kind == "close":
             depth = max(0, depth - 1)
             if depth == 0 and current is not None:
                 current[2] = line
-                blocks.append(tuple(current))
-                current = None
-            expect_name = False
+                blocks.append(Block(*current))
+                current, path = None, []
+            elif current is not None and path:
+                path.pop()
+            in_value = in_list = False
+            last_field = expect = None
             continue
-        if kind == "ident":
+        if kind == "ident" and not in_value:
             if depth == 0:
                 pending = (value, line) if value in field_names else None
-            expect_name = depth == 1 and value == "name"
+            elif current is not None:
+                key = ".".join(path + [value])
+                current[4].setdefault(key, []).append((line, match.start() - line_start + 1))
+                last_field = value
+            expect = value if depth == 1 and value in ("name", "type") else None
             continue
-        expect_name = False
+        # a value: a number, or an identifier such as an enum value or `true`
+        if expect == "type" and kind == "ident" and current is not None and current[5] is None:
+            current[5] = value            # a V1 layer's type enum, e.g. INNER_PRODUCT
+        expect = None
+        in_value = in_list
     if current is not None:
-        blocks.append((current[0], current[1], line, current[3]))
+        current[2] = line
+        blocks.append(Block(*current))
     return blocks
 
 
 def _block_at(blocks, line):
-    for field, start, end, name in blocks:
-        if start <= line <= (end or start):
-            return field, name
-    return None, None
+    for block in blocks:
+        if block.start <= line <= (block.end or block.start):
+            return block
+    return None
 
 
 # ---------------------------------------------------------------- errors
@@ -128,17 +174,20 @@ def _type_name(full_name):
     return full_name.split(".", 1)[1] if full_name.startswith("dualnet.") else full_name
 
 
-def _explain(message):
-    """Turn protobuf's parse message into a sentence with a suggestion."""
+def _explain(message, layer_type=None):
+    """Turn protobuf's parse message into a sentence with a suggestion.
+
+    `layer_type` (the `type:` of the layer block the error is in) picks the
+    parameter message to suggest for a field given at the wrong level.
+    """
     body = _ECHO.sub("", message).strip()
     found = _NO_FIELD.search(body)
     if found:
         type_name, field = found.groups()
-        descriptor = pb.DESCRIPTOR.message_types_by_name.get(type_name.split(".")[-1])
+        descriptor = _message_descriptor(type_name)
         fields = [f.name for f in descriptor.fields] if descriptor else []
-        if type_name.count(".") > 1:  # nested message: look it up by full name
-            fields = _nested_fields(type_name)
-        return f"unknown field '{field}' in {_type_name(type_name)}{did_you_mean(field, fields)}"
+        hint = did_you_mean(field, fields) or _belongs_in(descriptor, field, layer_type)
+        return f"unknown field '{field}' in {_type_name(type_name)}{hint}"
     found = _NO_ENUM.search(body)
     if found:
         enum_name, value = found.groups()
@@ -168,14 +217,44 @@ def _unclosed_brace_line(text):
     return opened[0] if opened else None
 
 
-def _nested_fields(full_name):
+def _message_descriptor(full_name):
     from google.protobuf import descriptor_pool
 
     try:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(full_name)
+        return descriptor_pool.Default().FindMessageTypeByName(full_name)
     except KeyError:
-        return []
-    return [f.name for f in descriptor.fields]
+        return None
+
+
+# Layer types whose parameters are in a message not named after the type.
+_PARAM_OF_TYPE = {"Deconvolution": "convolution_param"}
+
+
+def _belongs_in(descriptor, field, layer_type=None):
+    """'; it belongs in x_param: ...' for a field of one of `descriptor`'s sub-messages.
+
+    `num_output` given at layer level is found one level down, in
+    inner_product_param, convolution_param, ... (a misspelling by its
+    nearest name); when the layer's type has its own parameter message
+    among them (InnerProduct: inner_product_param), that one is named.
+    """
+    if descriptor is None:
+        return ""
+    owners = {}                       # sub-message field name -> the fields of `descriptor` holding it
+    for outer in descriptor.fields:
+        if outer.message_type is not None:
+            for inner in outer.message_type.fields:
+                owners.setdefault(inner.name, []).append(outer.name)
+    guess = field if field in owners else nearest(field, owners)
+    if guess is None:
+        return ""
+    candidates = owners[guess]
+    own = _PARAM_OF_TYPE.get(layer_type, f"{(layer_type or '').lower()}param")
+    candidates = [c for c in candidates if c.replace("_", "") == own.replace("_", "")] or candidates
+    example = f"{candidates[0]} {{ {guess}: ... }}"
+    if len(candidates) == 1:
+        return f"; it belongs in {candidates[0]}: {example}"
+    return f"; it belongs in one of {', '.join(candidates)}, e.g. {example}"
 
 
 def _enum_values(full_name):
@@ -193,17 +272,16 @@ def _parse(text, message, path, blocks=None):
         text_format.Parse(text, message)
     except text_format.ParseError as error:
         line, column = error.GetLine() or 0, error.GetColumn() or 0
-        reason = _explain(str(error))
+        block = _block_at(blocks, line) if blocks else None
+        reason = _explain(str(error), block.type if block else None)
         if reason.startswith('Expected "}"'):
             opened = _unclosed_brace_line(text)
             if opened is not None:
                 reason = (f"missing '}}': the file ends before the block opened at line {opened} "
                           "is closed")
-        if blocks:
-            field, name = _block_at(blocks, line)
-            if field is not None:
-                label = f"layer '{name}'" if name else f"a '{field}' block"
-                reason = f"in {label}: {reason}"
+        if block is not None:
+            label = f"layer '{block.name}'" if block.name else f"a '{block.field}' block"
+            reason = f"in {label}: {reason}"
         raise PrototxtError(path, line, column, reason) from None
     return message
 
@@ -243,8 +321,8 @@ def parse_net_text(text, path="<string>"):
     blocks = scan_blocks(text)
     net = _parse(text, pb.NetParameter(), path, blocks)
     if net.layer and net.layers:
-        first_v1 = next((b for b in blocks if b[0] == "layers"), None)
-        line = first_v1[1] if first_v1 else 0
+        first_v1 = next((b for b in blocks if b.field == "layers"), None)
+        line = first_v1.start if first_v1 else 0
         raise PrototxtError(
             path, line, 0,
             "the file mixes 'layer' (current format) and 'layers' (legacy V1 format) blocks; "
@@ -252,10 +330,11 @@ def parse_net_text(text, path="<string>"):
             "they use 'layers' throughout)",
         )
     lines = {}
-    for _field, start, _end, name in blocks:
-        if name is not None and name not in lines:
-            lines[name] = start
-    block_lines = [start for _field, start, _end, _name in blocks]
+    for block in blocks:
+        if block.name is not None and block.name not in lines:
+            lines[block.name] = block.start
+    block_lines = [block.start for block in blocks]
+    block_fields = [block.fields for block in blocks]
     input_line = _first_line_of(text, ("input", "input_shape", "input_dim"))
     try:
         upgrade_net(net, source=path)
@@ -268,9 +347,10 @@ def parse_net_text(text, path="<string>"):
         lines["input"] = input_line
     if len(net.layer) == len(block_lines) + 1 and net.layer[0].type == "Input" and input_line:
         block_lines.insert(0, input_line)       # the Input layer made from deprecated net inputs
+        block_fields.insert(0, {})
     if len(block_lines) != len(net.layer):
-        block_lines = []
-    return net, Origin(path, lines, block_lines=block_lines)
+        block_lines, block_fields = [], []
+    return net, Origin(path, lines, block_lines=block_lines, block_fields=block_fields)
 
 
 def _first_line_of(text, names):

@@ -28,7 +28,7 @@ class Accuracy(Layer):
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
-        self.axis = canonical_axis(self.param.accuracy_param.axis, len(shape))
+        self.axis = canonical_axis(self.param.accuracy_param.axis, len(shape), "accuracy_param.axis")
         self.outer = int(np.prod(shape[: self.axis]))
         self.inner = int(np.prod(shape[self.axis + 1:]))
         num_classes = shape[self.axis]

@@ -25,7 +25,7 @@ class ArgMax(Layer):
         self.top_k, self.out_max_val = p.top_k, p.out_max_val
         if self.top_k < 1:
             raise LayerError("argmax_param.top_k must be at least 1")
-        self.axis = canonical_axis(p.axis, bottom[0].num_axes) if p.HasField("axis") else None
+        self.axis = canonical_axis(p.axis, bottom[0].num_axes, "argmax_param.axis") if p.HasField("axis") else None
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape

@@ -29,7 +29,7 @@ class Concat(Layer):
                 raise LayerError(f"concat_dim {p.concat_dim} is out of range for a blob with {len(first)} axes")
             self.axis = p.concat_dim
         else:
-            self.axis = canonical_axis(p.axis, len(first))
+            self.axis = canonical_axis(p.axis, len(first), "concat_param.axis")
         for i, blob in enumerate(bottom[1:], 1):
             shape = blob.shape
             if len(shape) != len(first):

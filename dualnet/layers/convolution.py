@@ -81,7 +81,7 @@ class ConvolutionBase(Layer):
 
     def setup(self, bottom, top):
         p = self.param.convolution_param
-        self.axis = canonical_axis(p.axis, bottom[0].num_axes)
+        self.axis = canonical_axis(p.axis, bottom[0].num_axes, "convolution_param.axis")
         self.num_spatial = bottom[0].num_axes - self.axis - 1
         self.kernel, self.pad, self.stride, self.dilation = conv_geometry(p, self.num_spatial)
         if p.num_output == 0:

@@ -20,7 +20,7 @@ class Crop(Layer):
     def setup(self, bottom, top):
         p = self.param.crop_param
         num_axes = bottom[0].num_axes
-        start = canonical_axis(p.axis, num_axes)
+        start = canonical_axis(p.axis, num_axes, "crop_param.axis")
         if len(p.offset) > 1 and start + len(p.offset) != num_axes:
             raise LayerError(
                 f"crop_param gives {len(p.offset)} offsets; give one, or one per axis from axis {start} "
@@ -30,7 +30,7 @@ class Crop(Layer):
     def reshape(self, bottom, top):
         p = self.param.crop_param
         shape, reference = bottom[0].shape, bottom[1].shape
-        start = canonical_axis(p.axis, len(shape))
+        start = canonical_axis(p.axis, len(shape), "crop_param.axis")
         if len(reference) < len(shape):
             raise LayerError(f"bottom 1 {reference} has fewer axes than bottom 0 {shape}; it gives the crop size")
         new_shape, offsets = list(shape), [0] * len(shape)

@@ -21,8 +21,8 @@ class Flatten(Layer):
             raise LayerError("Flatten does not run in place; give its top a new name")
         p = self.param.flatten_param
         shape = bottom[0].shape
-        start = canonical_axis(p.axis, len(shape))
-        end = canonical_axis(p.end_axis, len(shape))
+        start = canonical_axis(p.axis, len(shape), "flatten_param.axis")
+        end = canonical_axis(p.end_axis, len(shape), "flatten_param.end_axis")
         if end + 1 < start:
             raise LayerError(f"flatten_param end_axis {p.end_axis} comes before axis {p.axis} for bottom {shape}")
         top[0].reshape(shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])

@@ -24,7 +24,7 @@ class InnerProduct(Layer):
         self.num_output = p.num_output
         self.bias_term = p.bias_term
         self.transpose = p.transpose
-        self.axis = canonical_axis(p.axis, bottom[0].num_axes)
+        self.axis = canonical_axis(p.axis, bottom[0].num_axes, "inner_product_param.axis")
         self.K = int(np.prod(bottom[0].shape[self.axis:]))
         shape = (self.K, self.num_output) if self.transpose else (self.num_output, self.K)
         self.blobs = [self.new_param_blob(shape, p.weight_filler, filler("constant"))]

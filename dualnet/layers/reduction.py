@@ -25,7 +25,7 @@ class Reduction(Layer):
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
-        self.axis = canonical_axis(self.param.reduction_param.axis, len(shape))
+        self.axis = canonical_axis(self.param.reduction_param.axis, len(shape), "reduction_param.axis")
         self.M = int(np.prod(shape[: self.axis]))
         self.D = int(np.prod(shape[self.axis:]))
         self.coeff = self.param.reduction_param.coeff

@@ -33,7 +33,7 @@ class Slice(Layer):
                 raise LayerError(f"slice_dim {p.slice_dim} is out of range for a blob with {len(shape)} axes")
             self.axis = p.slice_dim
         else:
-            self.axis = canonical_axis(p.axis, len(shape))
+            self.axis = canonical_axis(p.axis, len(shape), "slice_param.axis")
         size = shape[self.axis]
         if p.slice_point:
             points = [0, *p.slice_point, size]

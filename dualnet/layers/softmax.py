@@ -12,7 +12,7 @@ from .softmax_loss import softmax
 @register("Softmax")
 class Softmax(NeuronLayer):
     def reshape(self, bottom, top):
-        self.axis = canonical_axis(self.param.softmax_param.axis, bottom[0].num_axes)
+        self.axis = canonical_axis(self.param.softmax_param.axis, bottom[0].num_axes, "softmax_param.axis")
         top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom, top):

@@ -58,7 +58,7 @@ class SoftmaxWithLoss(LossLayer):
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
-        self.axis = canonical_axis(self.param.softmax_param.axis, len(shape))
+        self.axis = canonical_axis(self.param.softmax_param.axis, len(shape), "softmax_param.axis")
         self.outer = int(np.prod(shape[: self.axis]))
         self.inner = int(np.prod(shape[self.axis + 1:]))
         if self.outer * self.inner != bottom[1].count:
