@@ -52,12 +52,30 @@ def test_keeps_float32():
 @pytest.mark.parametrize("param", [
     "", "across_channels: true", "normalize_variance: false",
     "across_channels: true normalize_variance: false",
-    "eps: 0.3",                       # large eps: the gradient is exact, not Caffe's eps = 0 form
 ])
 @pytest.mark.parametrize("in_place", [False, True])
 def test_gradient(param, in_place):
     x = np.random.default_rng(2).standard_normal((2, 3, 2, 3))
     check_gradient(MVN % param, [x], in_place=in_place)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_backward_is_caffes_with_a_large_eps(in_place):
+    # Caffe's MVNLayer::Backward_cpu divides by d = s + eps but differentiates as if d
+    # were s: dx = (dy - mean(dy) - mean(dy * y) * y) / d, not the finite-difference
+    # gradient of the forward (which has mean(dy * y) * y * d / s). Rows [0, 2] and
+    # [1, 4]: s = 1 and 1.5; with eps = 0.5, d = 1.5 and 2, y = [-2/3, 2/3] and [-3/4, 3/4].
+    x = np.array([[[0.0, 2.0], [1.0, 4.0]]])
+    dy = np.array([[[1.0, 3.0], [-2.0, 0.5]]])
+    layer, bottom, top = build(MVN % "eps: 0.5", [x], in_place=in_place)
+    forward(layer, bottom, top)
+    top[0].diff = dy.copy()
+    layer.backward(top, [True], bottom)
+    # row 1: mean(dy) = 2, mean(dy*y) = (-2/3 + 2) / 2 = 2/3
+    #   dx = ([1, 3] - 2 - 2/3 * [-2/3, 2/3]) / 1.5 = [-5/9, 5/9] / 1.5 = [-10/27, 10/27]
+    # row 2: mean(dy) = -3/4, mean(dy*y) = (3/2 + 3/8) / 2 = 15/16
+    #   dx = ([-2, 1/2] + 3/4 - 15/16 * [-3/4, 3/4]) / 2 = [-35/128, 35/128]
+    np.testing.assert_allclose(bottom[0].diff, [[[-10 / 27, 10 / 27], [-35 / 128, 35 / 128]]], rtol=1e-12)
 
 
 def test_gradient_two_axis_bottom():
