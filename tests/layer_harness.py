@@ -6,8 +6,17 @@ and compares the analytic bottom and parameter diffs from backward() with
 central finite differences (L(x + eps) - L(x - eps)) / 2 eps, element by
 element (a random subset for large blobs). Stochastic layers see the same
 random numbers at every forward: the generator is reseeded before each one.
+
+import_optional() / missing_optional() are for tests that need an optional
+package (lmdb, OpenCV, a protoc): they skip where it is missing, but fail
+when DUALNET_REQUIRE_OPTIONAL (or CI) is set, so a CI run that lost one of
+the dev extras cannot pass by silently skipping the tests that use it.
 """
+import importlib
+import os
+
 import numpy as np
+import pytest
 from google.protobuf import text_format
 
 import dualnet.random
@@ -142,3 +151,38 @@ def check_param_diffs_accumulate(text, bottoms, phase=pb.TRAIN, seed=1234):
     for j, (blob, first) in enumerate(zip(layer.blobs, once)):
         np.testing.assert_allclose(blob.diff, 2 * first, rtol=1e-10, atol=1e-12,
                                    err_msg=f"param {j} diff is not accumulated")
+
+
+# ---------------------------------------------------------------- optional packages
+
+REQUIRE_OPTIONAL = "DUALNET_REQUIRE_OPTIONAL"
+
+
+def optional_packages_required():
+    """True when DUALNET_REQUIRE_OPTIONAL or CI is set (to anything but '', 0, false, no)."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+               for name in (REQUIRE_OPTIONAL, "CI"))
+
+
+def missing_optional(reason):
+    """Skip the calling test for a missing optional package, or fail it where they are required."""
+    if optional_packages_required():
+        pytest.fail(f"{reason}; this run requires the optional packages ({REQUIRE_OPTIONAL} or CI is set): "
+                    'pip install -e ".[dev]"', pytrace=False)
+    pytest.skip(reason)
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+# Fashion-MNIST (the Debian package dataset-fashion-mnist): skipped without it, except where the
+# optional packages are required (CI), where such a test runs and fails on the missing files.
+needs_fashion_mnist = pytest.mark.skipif(not os.path.isdir(FASHION) and not optional_packages_required(),
+                                         reason="Fashion-MNIST (apt-get install dataset-fashion-mnist) is not here")
+
+
+def import_optional(module, reason):
+    """The optional `module`, imported; missing_optional(reason) when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing_optional(reason)

@@ -13,8 +13,8 @@ from dualnet.data.npz import read_npz
 from dualnet.data.order import EpochOrder
 from dualnet.data.sources import open_source
 from dualnet.errors import DataError
+from layer_harness import FASHION, needs_fashion_mnist, import_optional
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B,
              np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
 
@@ -156,7 +156,7 @@ def test_npz_count_mismatch_is_refused(tmp_path):
 # ---------------------------------------------------------------- LMDB
 
 def write_lmdb(path, records, encoded=False):
-    lmdb = pytest.importorskip("lmdb")
+    lmdb = import_optional("lmdb", "the lmdb package is not installed (pip install lmdb)")
     env = lmdb.open(str(path), map_size=1 << 24)
     with env.begin(write=True) as txn:
         for i, (pixels, label) in enumerate(records):
@@ -291,7 +291,7 @@ def test_shuffled_order_repeats_with_the_same_seed():
 
 # ---------------------------------------------------------------- the real Fashion-MNIST
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="dataset-fashion-mnist is not installed")
+@needs_fashion_mnist
 def test_fashion_mnist_files_load():
     train = open_source(data_param(source=f"{FASHION}/train"), None)
     test = open_source(data_param(source=f"{FASHION}/t10k"), None)

@@ -7,9 +7,8 @@ import pytest
 import dualnet
 from dualnet import dualnet_pb2 as pb
 from dualnet.errors import DualnetError, LayerError
-from layer_harness import build, forward
+from layer_harness import FASHION, needs_fashion_mnist, build, forward, import_optional
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 TRAIN, TEST = pb.TRAIN, pb.TEST
 
 
@@ -273,7 +272,7 @@ def test_float_data_is_transformed_too(npz):
 
 
 def test_lmdb_source_feeds_the_layer(tmp_path):
-    lmdb = pytest.importorskip("lmdb")
+    lmdb = import_optional("lmdb", "the lmdb package is not installed (pip install lmdb)")
     pixels = distinct_images(6, c=3, h=2, w=2)
     env = lmdb.open(str(tmp_path / "db"), map_size=1 << 22)
     with env.begin(write=True) as txn:
@@ -323,7 +322,7 @@ def test_missing_source_in_a_net_names_file_line_layer_and_path(tmp_path, monkey
     assert str(tmp_path / "mnist_train_lmdb") in message and "create_mnist.sh" in message
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION), reason="dataset-fashion-mnist is not installed")
+@needs_fashion_mnist
 def test_fashion_mnist_through_the_layer():
     layer, _, top = data_layer(f"{FASHION}/t10k", batch=10, transform="scale: 0.00390625", phase=TEST)
     data, labels = forward(layer, [], top)

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 import dualnet
+from layer_harness import FASHION, needs_fashion_mnist
 
-FASHION = "/usr/share/datasets/fashion-mnist"
-pytestmark = pytest.mark.skipif(not os.path.isdir(FASHION), reason="the dataset-fashion-mnist package is not installed")
+pytestmark = needs_fashion_mnist
 
 NET = """
 name: "mlp"

@@ -18,26 +18,20 @@ classifier output is always among them.
 """
 import hashlib
 import os
+import sys
 
 import numpy as np
 import pytest
 
 import dualnet
-
-try:
-    import cv2
-except ImportError:  # pragma: no cover - CI installs opencv-python-headless
-    cv2 = None
+from layer_harness import import_optional, missing_optional
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo")
 TOLERANCE = 1e-3
 BATCH = 2
 
-needs_opencv = pytest.mark.skipif(
-    cv2 is None or not hasattr(getattr(cv2, "dnn", None), "readNetFromCaffe"),
-    reason="OpenCV's Caffe importer is not available: pip install 'opencv-python-headless<5' "
-    "(OpenCV 5 dropped readNetFromCaffe)",
-)
+OPENCV_MISSING = ("OpenCV's Caffe importer is not available: pip install 'opencv-python-headless<5' "
+                  "(OpenCV 5 dropped readNetFromCaffe)")
 
 # The files exactly as BVLC Caffe ships them (models/<net>/ at master).
 SHA256 = {
@@ -99,7 +93,7 @@ def data_layer_line(path, phase_word):
     raise AssertionError(f"no data layer for {phase_word} in {path}")
 
 
-def run_both(name, folder):
+def run_both(cv2, name, folder):
     """Save seeded weights for `name`, run dualnet and OpenCV on them: {blob: (ours, theirs)}."""
     classifier, _, compared = DEPLOY[name]
     prototxt = zoo_path(name, "deploy")
@@ -129,16 +123,48 @@ def run_both(name, folder):
     return {blob: (our_blobs[blob], their_blobs[blob]) for blob in compared}
 
 
+def load_opencv():
+    """cv2 with its Caffe importer; a skip where it is missing (a failure under CI)."""
+    cv2 = import_optional("cv2", OPENCV_MISSING)
+    if not hasattr(getattr(cv2, "dnn", None), "readNetFromCaffe"):
+        missing_optional(OPENCV_MISSING)
+    return cv2
+
+
 @pytest.fixture(scope="module")
-def zoo_runs(tmp_path_factory):
+def opencv():
+    return load_opencv()
+
+
+@pytest.fixture(scope="module")
+def zoo_runs(opencv, tmp_path_factory):
     """run_both(name), computed once per net for the whole module."""
     runs = {}
 
     def run(name):
         if name not in runs:
-            runs[name] = run_both(name, tmp_path_factory.mktemp(name))
+            runs[name] = run_both(opencv, name, tmp_path_factory.mktemp(name))
         return runs[name]
     return run
+
+
+@pytest.mark.parametrize("required", ["", "0"])
+def test_missing_opencv_skips_the_comparison_on_a_developer_machine(required, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)             # `import cv2` now raises ImportError
+    monkeypatch.setenv("DUALNET_REQUIRE_OPTIONAL", required)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="OpenCV's Caffe importer is not available"):
+        load_opencv()
+
+
+@pytest.mark.parametrize("variable", ["DUALNET_REQUIRE_OPTIONAL", "CI"])
+def test_missing_opencv_fails_where_optional_packages_are_required(variable, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.delenv("DUALNET_REQUIRE_OPTIONAL", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(pytest.fail.Exception, match="OpenCV's Caffe importer is not available.*requires the optional"):
+        load_opencv()
 
 
 @pytest.mark.parametrize("name", sorted(SHA256))
@@ -156,7 +182,6 @@ def test_deploy_prototxt_builds_unchanged(name):
     assert net.blobs[classifier].shape == (10, width)
 
 
-@needs_opencv
 @pytest.mark.parametrize("name, blob", [(name, blob) for name in sorted(DEPLOY) for blob in DEPLOY[name][2]])
 def test_deploy_net_agrees_with_opencv(zoo_runs, name, blob):
     ours, theirs = zoo_runs(name)[blob]
@@ -166,7 +191,6 @@ def test_deploy_net_agrees_with_opencv(zoo_runs, name, blob):
     assert relative < TOLERANCE, f"max|dualnet - opencv| / max|opencv| = {relative:.3g} for '{blob}'"
 
 
-@needs_opencv
 @pytest.mark.parametrize("name", [name for name in sorted(DEPLOY) if "prob" in DEPLOY[name][2]])
 def test_compared_softmax_is_not_saturated(zoo_runs, name):
     # Keeps the prob comparison meaningful: a one-hot softmax would agree trivially.
@@ -198,8 +222,15 @@ def test_test_phase_error_points_at_the_test_phase_data_layer(tmp_path, monkeypa
     assert str(raised.value).startswith(f"{path}:{data_layer_line(path, 'TEST')}: ")
 
 
+# The image lists the Flickr-style train_val's ImageData layers read in each phase
+FLICKR_SOURCES = {
+    dualnet.TRAIN: "data/flickr_style/train.txt",
+    dualnet.TEST: "data/flickr_style/test.txt",
+}
+
+
 @pytest.mark.parametrize("phase", [dualnet.TRAIN, dualnet.TEST], ids=["TRAIN", "TEST"])
-def test_flickr_train_val_names_the_unimplemented_imagedata_type(phase, tmp_path, monkeypatch):
+def test_flickr_train_val_names_the_unimplemented_imagedata_type_and_its_source(phase, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = zoo_path("finetune_flickr_style", "train_val")
     with pytest.raises(dualnet.DualnetError) as raised:
@@ -207,6 +238,10 @@ def test_flickr_train_val_names_the_unimplemented_imagedata_type(phase, tmp_path
     message = str(raised.value)
     assert "\n" not in message
     phase_name = "TRAIN" if phase == dualnet.TRAIN else "TEST"
-    assert message.startswith(f"{path}:{data_layer_line(path, phase_name)}: "), message
+    type_line = data_layer_line(path, phase_name) + 2          # the block's `type:` field, the one at fault
+    with open(path) as handle:
+        assert handle.read().splitlines()[type_line - 1] == '  type: "ImageData"'
+    assert message.startswith(f"{path}:{type_line}:3: "), message
     assert "layer 'data' (ImageData)" in message
     assert "layer type 'ImageData' is not implemented" in message and "convert_imageset" in message
+    assert f"image_data_param.source '{FLICKR_SOURCES[phase]}'" in message
