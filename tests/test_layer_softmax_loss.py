@@ -27,7 +27,8 @@ def test_loss_is_mean_negative_log_likelihood():
     assert forward(layer, bottom, top)[0] == pytest.approx(total / count, rel=1e-12)
 
 
-@pytest.mark.parametrize("mode,divisor", [("FULL", 5), ("VALID", 3), ("BATCH_SIZE", 5), ("NONE", 1)])
+# 5 samples, 2 of them not carrying the ignored label 2
+@pytest.mark.parametrize("mode,divisor", [("FULL", 5), ("VALID", 2), ("BATCH_SIZE", 5), ("NONE", 1)])
 def test_normalization_modes_with_ignore_label(mode, divisor):
     rng = np.random.default_rng(1)
     x, labels = rng.standard_normal((5, 4)), np.array([0, 2, 2, 1, 2.0])
@@ -35,8 +36,18 @@ def test_normalization_modes_with_ignore_label(mode, divisor):
     layer, bottom, top = build(text, [x, labels])
     total, count = reference_loss(x, labels, ignore=2)
     assert count == 2
-    expected_divisor = 2 if mode == "VALID" else divisor
-    assert forward(layer, bottom, top)[0] == pytest.approx(total / expected_divisor, rel=1e-12)
+    assert forward(layer, bottom, top)[0] == pytest.approx(total / divisor, rel=1e-12)
+
+
+# (N, C, H, W) = (2, 3, 1, 2): 2 samples, 4 locations; BATCH_SIZE divides by 2, FULL by 4
+@pytest.mark.parametrize("mode,divisor", [("FULL", 4), ("VALID", 4), ("BATCH_SIZE", 2), ("NONE", 1)])
+def test_normalization_modes_over_spatial_locations(mode, divisor):
+    rng = np.random.default_rng(6)
+    x, labels = rng.standard_normal((2, 3, 1, 2)), np.array([[[[0, 2]]], [[[1, 1]]]], dtype=float)
+    layer, bottom, top = build(LOSS % f"loss_param {{ normalization: {mode} }}", [x, labels])
+    # The same loss with the locations laid out as samples: (4, 3) scores, 4 labels.
+    total, _ = reference_loss(x.transpose(0, 2, 3, 1).reshape(4, 3), labels.ravel())
+    assert forward(layer, bottom, top)[0] == pytest.approx(total / divisor, rel=1e-12)
 
 
 def test_deprecated_normalize_false_divides_by_batch():
@@ -47,11 +58,23 @@ def test_deprecated_normalize_false_divides_by_batch():
     assert forward(layer, bottom, top)[0] == pytest.approx(total / 4, rel=1e-12)
 
 
-@pytest.mark.parametrize("params", ["", "loss_param { ignore_label: 1 }",
-                                    "loss_param { normalization: FULL ignore_label: 0 }"])
-def test_gradient(params):
+@pytest.mark.parametrize("mode", ["VALID", "FULL", "BATCH_SIZE", "NONE"])
+@pytest.mark.parametrize("ignore", ["", "ignore_label: 1"])
+def test_gradient(mode, ignore):
     rng = np.random.default_rng(3)
-    check_gradient(LOSS % params, [rng.standard_normal((4, 3)), np.array([0, 1, 2, 1.0])])
+    text = LOSS % f"loss_param {{ normalization: {mode} {ignore} }}"
+    check_gradient(text, [rng.standard_normal((4, 3)), np.array([0, 1, 2, 1.0])])
+
+
+@pytest.mark.parametrize("mode", ["VALID", "FULL", "BATCH_SIZE", "NONE"])
+def test_gradient_spatial_with_ignore_label_and_a_loss_weight(mode):
+    # Per-location normalizers differ here (VALID: non-ignored locations, BATCH_SIZE: N, FULL: N*H*W),
+    # and the top diff (the loss weight, 2.5) must scale the gradient.
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, (2, 1, 2, 2)).astype(float)
+    labels[0, 0, 0, 0] = labels[1, 0, 1, 1] = 2
+    check_gradient(LOSS % f"loss_param {{ normalization: {mode} ignore_label: 2 }}",
+                   [rng.standard_normal((2, 3, 2, 2)), labels], top_weights=[2.5])
 
 
 def test_gradient_spatial_axis():
