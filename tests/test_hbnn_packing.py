@@ -106,3 +106,118 @@ def test_a_malformed_message_raises_weights_error(change, words):
 def test_packing_with_a_bad_segment_size_raises_weights_error():
     with pytest.raises(WeightsError, match="segment_size"):
         packing.pack_blob(weights((2, 8)), 24)
+
+
+# ---------------------------------------------------------------- `dualnet pack` and packed snapshots
+
+PACK_NET = """
+name: "packme"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 6 dim: 6 } } }
+layer { name: "conv" type: "HBNNConvolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } }
+        hbnn_param { segment_size: 16 binarize_input: true } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "ip" type: "HBNNInnerProduct" bottom: "conv" top: "ip"
+        inner_product_param { num_output: 50 weight_filler { type: "gaussian" std: 0.1 } }
+        hbnn_param { segment_size: 64 } }
+layer { name: "out" type: "InnerProduct" bottom: "ip" top: "out"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+"""
+
+
+@pytest.fixture
+def trained_model(tmp_path):
+    """(prototxt, float .caffemodel, input batch, the net's outputs on it)."""
+    import dualnet
+
+    model = tmp_path / "packme.prototxt"
+    model.write_text(PACK_NET)
+    dualnet.set_random_seed(3)
+    net = dualnet.Net(str(model), dualnet.TEST)
+    x = np.random.default_rng(1).standard_normal((4, 3, 6, 6)).astype(np.float32)
+    outputs = net.forward(data=x)["out"].copy()
+    net.save(str(tmp_path / "float.caffemodel"))
+    return str(model), str(tmp_path / "float.caffemodel"), x, outputs
+
+
+def test_pack_command_writes_a_file_that_computes_the_same_and_reports_its_size(trained_model, tmp_path, capsys,
+                                                                               dualnet_log):
+    import argparse
+    import os
+    import re
+
+    import dualnet
+    from dualnet.hbnn.pack_command import add_pack_parser, pack_main
+
+    model, weights, x, outputs = trained_model
+    out = str(tmp_path / "packed.caffemodel")
+    parser = argparse.ArgumentParser()
+    add_pack_parser(parser.add_subparsers(dest="command"))
+    assert pack_main(parser.parse_args(["pack", "--model", model, "--weights", weights, "--out", out])) == 0
+    printed = capsys.readouterr().out
+    match = re.fullmatch(r"(\S+): (\d+) bytes with conv, ip packed; (\d+) bytes as float32 \(([\d.]+)x smaller\)\n",
+                         printed)
+    assert match, printed
+    packed_bytes, float_bytes = int(match[2]), int(match[3])
+    assert match[1] == out and packed_bytes == os.path.getsize(out)
+    assert float_bytes == os.path.getsize(weights)
+    # conv, 8 rows of 27 weights: 8 words of signs + 16 alphas (segments of 16) = 128 bytes instead
+    # of 864; ip, 50 rows of 128: 100 words + 100 alphas = 1,200 bytes instead of 25,600. The file
+    # shrinks by 25,136 bytes less the packed messages' few field headers.
+    assert 25_000 < float_bytes - packed_bytes <= 25_136
+    assert float(match[4]) == pytest.approx(float_bytes / packed_bytes, abs=0.05)
+    assert f"{packed_bytes} bytes; {float_bytes} as float32" in dualnet_log.text
+    loaded = dualnet.Net(model, dualnet.TEST, weights=out)
+    np.testing.assert_array_equal(loaded.forward(data=x)["out"], outputs)  # alpha (.) sign(W) binarises to itself
+
+
+def test_pack_command_refuses_a_model_without_hbnn_layers(tmp_path):
+    from dualnet.errors import DualnetError
+    from dualnet.hbnn.pack_command import pack_model
+
+    model = tmp_path / "plain.prototxt"
+    model.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }\n'
+                     'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+                     'inner_product_param { num_output: 2 } }')
+    with pytest.raises(DualnetError, match="nothing to pack"):
+        pack_model(str(model), None, str(tmp_path / "p.caffemodel"))
+
+
+def test_save_packed_snapshot_writes_the_packed_file_beside_the_float_one(trained_model, tmp_path):
+    import dualnet
+    from dualnet.hbnn.pack_command import save_packed_snapshot
+
+    model, weights, x, outputs = trained_model
+    net = dualnet.Net(model, dualnet.TEST, weights=weights)
+    path = save_packed_snapshot(net, str(tmp_path / "snap_iter_7.caffemodel"))
+    assert path == str(tmp_path / "snap_iter_7.packed.caffemodel")
+    packed = pb.NetParameter.FromString(open(path, "rb").read())
+    assert [bool(layer.blobs and layer.blobs[0].HasField("packed")) for layer in packed.layer] == \
+        [False, True, False, True, False]  # data, conv, relu, ip, out
+    np.testing.assert_array_equal(dualnet.Net(model, dualnet.TEST, weights=path).forward(data=x)["out"], outputs)
+
+
+SOLVER = """
+base_lr: 0.01 lr_policy: "fixed" max_iter: 1 display: 0 snapshot_prefix: "%s/snaps/hbnn"
+snapshot_packed_hbnn: true
+net_param { %s
+  layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 4 dim: 3 } } }
+  layer { name: "loss" type: "EuclideanLoss" bottom: "out" bottom: "t" top: "loss" } }
+"""
+
+
+def test_a_solver_with_snapshot_packed_hbnn_writes_a_packed_model_beside_each_snapshot(tmp_path):
+    import os
+
+    import dualnet
+    from dualnet.hbnn.pack_command import packed_snapshot_path
+    from dualnet.io import parse_solver_text
+
+    solver = dualnet.get_solver(parse_solver_text(SOLVER % (tmp_path, PACK_NET), "solver.prototxt"))
+    assert solver.param.snapshot_packed_hbnn
+    model_path, _ = solver.snapshot()
+    packed = pb.NetParameter.FromString(open(packed_snapshot_path(model_path), "rb").read())
+    assert [layer.name for layer in packed.layer if layer.blobs and layer.blobs[0].HasField("packed")] == ["conv", "ip"]
+    floats = pb.NetParameter.FromString(open(model_path, "rb").read())  # resuming reads the latent weights
+    assert not any(layer.blobs and layer.blobs[0].HasField("packed") for layer in floats.layer)
+    assert os.path.getsize(packed_snapshot_path(model_path)) < os.path.getsize(model_path)

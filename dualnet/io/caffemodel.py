@@ -79,6 +79,10 @@ def net_to_proto(net, write_diff=False):
 def save_net(net, path, packed_hbnn=False, write_diff=False):
     payload = encode_net(net, write_diff=write_diff, packed_hbnn=packed_hbnn)
     atomic_write(path, payload)
+    if packed_hbnn:
+        float_bytes = len(encode_net(net, write_diff=write_diff))
+        log.info("Saved %s with HBNN layers packed: %d bytes; %d as float32 (%.1fx smaller)",
+                 path, len(payload), float_bytes, float_bytes / len(payload))
     return len(payload)
 
 
