@@ -9,18 +9,37 @@ import pytest
 
 from dualnet.errors import KernelError
 from dualnet.hbnn import kernel
+from layer_harness import optional_packages_required
 
 SEGMENT_SIZES = (0, 8, 16, 32, 64)
 C_PATHS = ("avx512", "avx2", "portable")
 # (M, N, K): odd M and N, K below, at and past one word, not a multiple of 64 or of the segment;
 # the last two have enough rows or columns for 2 threads to split the rows or the columns
-SHAPES = [(1, 1, 1), (3, 5, 7), (7, 9, 130), (5, 3, 64), (13, 11, 800), (9, 17, 1000), (31, 33, 577),
-          (67, 9, 300), (5, 71, 200)]
+FIXED_SHAPES = [(1, 1, 1), (3, 5, 7), (7, 9, 130), (5, 3, 64), (13, 11, 800), (9, 17, 1000), (31, 33, 577),
+                (67, 9, 300), (5, 71, 200)]
+
+
+def random_shapes(count, seed=20240917):
+    """Seeded random (M, N, K): M and N odd in 1..69, K in 1..1215 and never a multiple of 64."""
+    rng = np.random.default_rng(seed)
+    return [(int(2 * rng.integers(0, 35) + 1), int(2 * rng.integers(0, 35) + 1),
+             int(64 * rng.integers(0, 19) + rng.integers(1, 64))) for _ in range(count)]
+
+
+SHAPES = FIXED_SHAPES + random_shapes(6)
+
+
+# Without the C library the compiled paths' tests skip, except where optional parts are required
+# (CI), where they run and fail; a SIMD path this CPU lacks always skips.
+LIBRARY_MISSING = kernel.unavailable_reason("portable") is not None
+SKIP_WITHOUT_LIBRARY = LIBRARY_MISSING and not optional_packages_required()
+needs_library = pytest.mark.skipif(SKIP_WITHOUT_LIBRARY, reason="the C kernel is not built here")
 
 
 def on(path):
     reason = kernel.unavailable_reason(path)
-    return pytest.param(path, id=path, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
+    skip = reason is not None and (not LIBRARY_MISSING or SKIP_WITHOUT_LIBRARY)
+    return pytest.param(path, id=path, marks=pytest.mark.skipif(skip, reason=reason or ""))
 
 
 ALL_PATHS = [on(p) for p in C_PATHS + ("numpy",)]
@@ -132,16 +151,19 @@ def test_unpack_rows_inverts_pack_rows(K):
 # The integer core: counts and integer-weighted products, exact on every path
 
 
-@pytest.mark.parametrize("path", [on("portable"), on("numpy")])
+@pytest.mark.parametrize("path", ALL_PATHS)
 @pytest.mark.parametrize("s", SEGMENT_SIZES)
-def test_segment_counts_are_sign_mismatches_per_segment(path, s):
-    rng = np.random.default_rng(7)
-    X, W = random_rows(rng, 5, 300), random_rows(rng, 7, 300)
-    counts = kernel.segment_counts(kernel.pack_rows(X), kernel.pack_rows(W), 300, s, path=path)
-    mismatch = signs(X)[:, None, :] != signs(W)[None, :, :]
-    expected = np.stack([mismatch[..., b:e].sum(axis=2) for b, e in segment_bounds(300, s)], axis=2)
-    assert counts.dtype == np.int32
-    assert np.array_equal(counts, expected)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_segment_counts_of_every_path_are_the_sign_mismatches_per_segment(path, s, threads):
+    # segment_counts reads each count back from `path`'s own GEMM (one segment weighted at a time)
+    rng = np.random.default_rng(200 + s + threads)
+    for M, N, K in SHAPES:
+        X, W = random_rows(rng, M, K), random_rows(rng, N, K)
+        counts = kernel.segment_counts(kernel.pack_rows(X), kernel.pack_rows(W), K, s, threads=threads, path=path)
+        mismatch = signs(X)[:, None, :] != signs(W)[None, :, :]
+        expected = np.stack([mismatch[..., b:e].sum(axis=2) for b, e in segment_bounds(K, s)], axis=2)
+        assert counts.dtype == np.int32
+        assert np.array_equal(counts, expected), (M, N, K)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -311,7 +333,7 @@ def test_bad_rows_to_pack_raise_kernel_error(bad):
         kernel.pack_rows(bad)
 
 
-@pytest.mark.skipif(kernel.unavailable_reason("portable") is not None, reason="C kernel not built")
+@needs_library
 def test_the_c_library_refuses_bad_arguments_with_status_codes():
     a = good_arguments()
     out = np.empty((3, 4), np.float32)
@@ -329,9 +351,13 @@ def test_the_environment_variable_forces_a_path(monkeypatch):
     assert kernel.active_path() == "numpy"
     monkeypatch.setenv(kernel.ENV_PATH, "auto")
     assert kernel.active_path() == kernel.available_paths()[0]
+
+
+def test_a_value_that_is_not_a_path_falls_back_to_the_best_with_a_warning(monkeypatch):
+    monkeypatch.setattr(kernel, "_warned", set())
     monkeypatch.setenv(kernel.ENV_PATH, "avx51")
-    with pytest.raises(KernelError, match="avx51"):
-        kernel.active_path()
+    with pytest.warns(RuntimeWarning, match="DUALNET_HBNN_KERNEL='avx51' is not one of auto"):
+        assert kernel.active_path() == kernel.available_paths()[0]
 
 
 def test_a_forced_path_the_machine_lacks_falls_back_to_the_best_with_a_warning(monkeypatch):
@@ -353,6 +379,57 @@ def test_thread_count_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(kernel.ENV_THREADS, "zero")
     with pytest.raises(KernelError, match=kernel.ENV_THREADS):
         kernel.default_threads()
+
+
+@pytest.fixture
+def drop_the_library(monkeypatch):
+    """A function that runs the loader again with no library to find; the module's state is
+    restored after the test."""
+    def drop():
+        for name in ("_LIB", "_LIB_FILE", "_LIB_ERROR", "_AVAILABLE"):
+            monkeypatch.setattr(kernel, name, getattr(kernel, name))
+        monkeypatch.setattr(kernel, "_warned", set())
+        monkeypatch.setattr(kernel, "_find_library", lambda: None)
+        monkeypatch.delenv(kernel.ENV_PATH, raising=False)
+        kernel._probe()
+    return drop
+
+
+@needs_library
+def test_without_the_library_the_numpy_path_runs_with_a_clear_message_and_the_same_results(drop_the_library):
+    # s = 0: every path evaluates the same double formula, so the floats agree bit for bit
+    rng = np.random.default_rng(9)
+    xbits, xscale = kernel.pack_with_scales(random_rows(rng, 9, 577), 0, path="numpy")
+    wbits, wscale = kernel.pack_with_scales(random_rows(rng, 17, 577), 0, path="numpy")
+    compiled = kernel.binary_gemm(xbits, xscale, wbits, wscale, 577, 0, path=kernel.available_paths()[0])
+    drop_the_library()
+    assert kernel.available_paths() == ["numpy"]
+    with pytest.warns(RuntimeWarning, match=r"C kernel is unavailable \(the C kernel was not built .*pip install"):
+        assert kernel.active_path() == "numpy"
+    assert "was not built" in kernel.describe() and kernel.describe().startswith("HBNN kernel: numpy ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        assert np.array_equal(kernel.binary_gemm(xbits, xscale, wbits, wscale, 577, 0), compiled)
+    with pytest.raises(KernelError, match="not available: the C kernel was not built"):
+        kernel.binary_gemm(xbits, xscale, wbits, wscale, 577, 0, path="portable")
+
+
+def test_info_names_the_fallback_path_and_the_warning_for_a_bad_environment_value(monkeypatch):
+    from dualnet import info
+
+    monkeypatch.setenv(kernel.ENV_PATH, "avx51")
+    (line,) = [line for line in info.lines() if line.startswith("HBNN kernel:")]
+    best = kernel.available_paths()[0]
+    assert line.startswith(f"HBNN kernel: {best} (available: {', '.join(kernel.available_paths())}; "
+                           f"threads {kernel.default_threads()})")
+    assert (f"warning: DUALNET_HBNN_KERNEL='avx51' is not one of auto, avx512, avx2, portable, numpy; "
+            f"using {best}") in line
+    assert "None" not in line
+
+
+def test_info_says_when_the_thread_count_is_invalid(monkeypatch):
+    monkeypatch.setenv(kernel.ENV_THREADS, "zero")
+    assert "threads invalid" in kernel.describe() and "DUALNET_HBNN_THREADS='zero' must be" in kernel.describe()
 
 
 def test_kernel_info_names_the_active_path_and_the_available_ones():

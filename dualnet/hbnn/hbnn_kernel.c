@@ -825,35 +825,3 @@ int hbnn_gemm(int path, const uint64_t *xbits, const float *xscale, const uint64
     release_panels(&J);
     return HBNN_OK;
 }
-
-/*
- * counts (M x N x n_segments, int32) = popcount(xbits XOR wbits) per segment: the integer
- * core of the product, for tests and debugging (portable code, one thread).
- */
-int hbnn_segment_counts(const uint64_t *xbits, const uint64_t *wbits, int64_t M, int64_t N, int64_t K,
-                        int segment_size, int32_t *counts)
-{
-    if (!xbits || !wbits || !counts) return HBNN_ERR_NULL;
-    if (M < 1 || N < 1 || K < 1) return HBNN_ERR_SHAPE;
-    if (!segment_size_ok(segment_size)) return HBNN_ERR_SEGMENT;
-    int64_t KW = n_words(K), nseg = n_segments(K, segment_size);
-    int s = segment_size;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) {
-            const uint64_t *x = xbits + m * KW, *w = wbits + n * KW;
-            int32_t *out = counts + (m * N + n) * nseg;
-            memset(out, 0, (size_t)nseg * sizeof(int32_t));
-            for (int64_t i = 0; i < KW; i++) {
-                uint64_t d = x[i] ^ w[i];
-                if (s == 0) {
-                    out[0] += __builtin_popcountll(d);
-                } else if (s == 64) {
-                    out[i] = __builtin_popcountll(d);
-                } else {
-                    for (int j = 0; j < 64 / s && i * (64 / s) + j < nseg; j++)
-                        out[i * (64 / s) + j] = __builtin_popcountll((d >> (j * s)) & (((uint64_t)1 << s) - 1));
-                }
-            }
-        }
-    return HBNN_OK;
-}

@@ -3,7 +3,9 @@
 Math. For y = X W^T with X (M x K) and W (N x K), both binarised along K,
     W~[n, k] = alpha[n, seg(k)] * sign(W[n, k]),   alpha = mean |W| over each segment of
                `segment_size` consecutive weights (0: one segment for the whole row),
-    X~[m, k] = beta[m] * sign(X[m, k]),            beta = mean |X| over the row,
+    X~[m, k] = beta[m] * sign(X[m, k]),            beta[m] = mean |X[m, :]| over the K entries
+               of GEMM input row m: one beta per sample in HBNNInnerProduct, one per im2col
+               patch (sample, output position, group) in HBNNConvolution,
 with sign(0) = +1 and a shorter last segment when segment_size does not divide K:
     y[m, n] = beta[m] * sum_seg alpha[n, seg] * (len(seg) - 2 * popcount(wbits XOR xbits over seg)).
 
@@ -17,7 +19,9 @@ API for the HBNN layers (all arrays C-contiguous; a bad argument raises KernelEr
     pack_with_scales(A, segment_size)     -> (bits, scales) in one pass (X: segment_size 0)
     binary_gemm(xbits, xscale, wbits, wscale, K, segment_size, threads=None, out=None)
                                           -> float32 (M, N); xscale (M,) or (M, 1)
-    segment_counts(xbits, wbits, K, segment_size) -> int32 (M, N, n_segments): the popcounts
+    segment_counts(xbits, wbits, K, segment_size, threads=None, path=None)
+                                          -> int32 (M, N, n_segments): the popcounts, read
+                                          back from that path's GEMM
     binarize(W, segment_size)             -> (W~, alpha) in W's dtype, rows = first axis
     unpack_rows(bits, K)                  -> float32 (R, K) of +-1
     reference_gemm(X, W, segment_size, binarize_input=True) -> X~ @ W~.T in float math
@@ -30,13 +34,14 @@ in float64 (gradient checks) use reference_gemm, since the packed path is float3
 
 Paths: "avx512" (VPOPCNTDQ + BITALG), "avx2", "portable" (the C library, dispatched at run
 time) and "numpy" (np.bitwise_count; always there). DUALNET_HBNN_KERNEL=auto|numpy|portable|
-avx2|avx512 forces one; a forced path this machine lacks falls back to the best available
-one with a warning. active_path() says which is used, kernel_info() gives the details for
-`dualnet info`. Threads: a `threads` argument is honoured; without one, DUALNET_HBNN_THREADS
-or else the CPUs this process may run on, fewer for small products (~50 us of work each). Counts are identical on
-every path; scaled results agree to float rounding (the SIMD paths sum weighted segment counts
-in float lanes; the portable path evaluates NumPy's double formula in the same order, and
-for s = 0 every path does).
+avx2|avx512 forces one; a value that is not a path, or a path this machine lacks, falls back
+to the best available one with a warning, as does a missing or unloadable C library (to
+"numpy"). active_path() says which is used, kernel_info() gives the details for `dualnet info`.
+Threads: a `threads` argument is honoured; without one, DUALNET_HBNN_THREADS or else the CPUs
+this process may run on, fewer for small products (~50 us of work each).
+Counts are identical on every path; scaled results agree to float rounding (the SIMD paths sum
+weighted segment counts in float lanes; the portable path evaluates NumPy's double formula in
+the same order, and for s = 0 every path does).
 """
 import ctypes
 import importlib.machinery
@@ -140,7 +145,6 @@ def _declare(lib):
     f32_2d = _ndpointer(np.float32, 2)
     f32_2d_out = _ndpointer(np.float32, 2, writeable=True)
     f32_2d_out_or_null = _ndpointer(np.float32, 2, writeable=True, nullable=True)
-    i32_3d_out = _ndpointer(np.int32, 3, writeable=True)
     u64_2d_out = _ndpointer(np.uint64, 2, writeable=True)
 
     lib.hbnn_abi_version.argtypes = []
@@ -154,9 +158,6 @@ def _declare(lib):
     lib.hbnn_gemm.argtypes = [c_int, u64_2d, f32_1d, u64_2d, f32_2d, c_int64, c_int64, c_int64,
                               c_int, f32_2d_out, c_int]
     lib.hbnn_gemm.restype = c_int
-    # xbits, wbits, M, N, K, segment_size, counts (M, N, nseg)
-    lib.hbnn_segment_counts.argtypes = [u64_2d, u64_2d, c_int64, c_int64, c_int64, c_int, i32_3d_out]
-    lib.hbnn_segment_counts.restype = c_int
 
 
 def _find_library():
@@ -186,10 +187,19 @@ def _load():
     return lib, path, None
 
 
-_LIB, _LIB_FILE, _LIB_ERROR = _load()
-_SUPPORTED_MASK = _LIB.hbnn_supported_paths() if _LIB is not None else 0
-_AVAILABLE = tuple(p for p in PATHS if p == "numpy" or (p in C_PATH_IDS and _SUPPORTED_MASK >> C_PATH_IDS[p] & 1))
-_warned = set()
+def _probe():
+    """Load the library and list the paths this machine can run (at import; tests call it again)."""
+    global _LIB, _LIB_FILE, _LIB_ERROR, _AVAILABLE
+    _LIB, _LIB_FILE, _LIB_ERROR = _load()
+    mask = _LIB.hbnn_supported_paths() if _LIB is not None else 0
+    _AVAILABLE = tuple(p for p in PATHS if p == "numpy" or (p in C_PATH_IDS and mask >> C_PATH_IDS[p] & 1))
+    _warned.clear()
+
+
+_LIB = _LIB_FILE = _LIB_ERROR = None
+_AVAILABLE = ("numpy",)
+_warned = set()  # the fallback messages already given as warnings
+_probe()
 
 
 # ----------------------------------------------------------------------------------------
@@ -212,22 +222,31 @@ def unavailable_reason(path):
     return f"this CPU (or this build of the C kernel) lacks {_PATH_NEEDS[path]}"
 
 
-def active_path():
-    """The path used when none is given: DUALNET_HBNN_KERNEL if it can run here, else the best."""
+def _choose_path():
+    """(the path used when none is given, why it is not the one asked for or None)."""
     wanted = os.environ.get(ENV_PATH, "auto").strip().lower() or "auto"
     best = _AVAILABLE[0]
     if wanted == "auto":
-        return best
+        if _LIB is None:
+            return best, f"the HBNN C kernel is unavailable ({_LIB_ERROR}); using the {best} path"
+        return best, None
     if wanted not in PATHS:
-        raise KernelError(f"{ENV_PATH}={wanted!r} is not one of auto, {', '.join(PATHS)}")
+        return best, f"{ENV_PATH}={wanted!r} is not one of auto, {', '.join(PATHS)}; using {best}"
     reason = unavailable_reason(wanted)
     if reason is None:
-        return wanted
-    if wanted not in _warned:
-        _warned.add(wanted)
-        warnings.warn(f"{ENV_PATH}={wanted} cannot run here ({reason}); using {best}", RuntimeWarning,
-                      stacklevel=2)
-    return best
+        return wanted, None
+    return best, f"{ENV_PATH}={wanted} cannot run here ({reason}); using {best}"
+
+
+def active_path():
+    """The path used when none is given: DUALNET_HBNN_KERNEL if it can run here, else the best
+    available one, with a warning (once) when that is not what was asked for or the C kernel
+    is missing."""
+    path, fallback = _choose_path()
+    if fallback is not None and fallback not in _warned:
+        _warned.add(fallback)
+        warnings.warn(fallback, RuntimeWarning, stacklevel=2)
+    return path
 
 
 def _resolve_path(path):
@@ -264,17 +283,18 @@ def default_threads():
 
 
 def kernel_info():
-    """What `dualnet info` prints about the HBNN kernel."""
+    """What `dualnet info` prints about the HBNN kernel: the path in use and why it is a fallback."""
+    path, fallback = _choose_path()
     info = {
         "library": _LIB_FILE,
         "library_error": _LIB_ERROR,
         "available_paths": available_paths(),
         "forced": os.environ.get(ENV_PATH),
+        "active_path": path,
+        "fallback": fallback,
         "threads": None,
-        "active_path": None,
     }
     try:
-        info["active_path"] = active_path()
         info["threads"] = default_threads()
     except KernelError as exc:
         info["error"] = str(exc)
@@ -284,9 +304,11 @@ def kernel_info():
 def describe():
     """One line for `dualnet info`."""
     info = kernel_info()
-    line = (f"HBNN kernel: {info['active_path']} (available: {', '.join(info['available_paths'])}; "
-            f"threads {info['threads']})")
-    if info["library_error"]:
+    threads = info["threads"] if info["threads"] is not None else "invalid"
+    line = f"HBNN kernel: {info['active_path']} (available: {', '.join(info['available_paths'])}; threads {threads})"
+    if info["fallback"]:
+        line += f"; warning: {info['fallback']}"
+    if info["library_error"] and info["library_error"] not in (info["fallback"] or ""):
         line += f"; C kernel unavailable: {info['library_error']}"
     if info.get("error"):
         line += f"; {info['error']}"
@@ -510,25 +532,35 @@ def binary_gemm(xbits, xscale, wbits, wscale, K, segment_size, threads=None, out
     return out
 
 
-def segment_counts(xbits, wbits, K, segment_size, path=None):
+def segment_counts(xbits, wbits, K, segment_size, threads=None, path=None):
     """popcount(xbits XOR wbits) per segment, int32 (M, N, n_segments): the integer core of the
-    GEMM, for tests and debugging (every C path runs the library's one portable loop)."""
+    GEMM, read back from `path`'s own GEMM (for tests and debugging; n_segments GEMM calls).
+
+    Call j weighs segment j alone: alpha[n] = 1 on segment j and 0 elsewhere, beta = 1, so
+    y[m, n] = len(j) - 2 * count[m, n, j]. Every partial sum is then a small integer or 0, exact
+    in float32 lanes and in double, whatever the path's order of summation.
+    """
     K = _check_K(K)
     segment_size = _check_segment_size(segment_size)
     _check_bits("xbits", xbits, K)
     _check_bits("wbits", wbits, K)
     path = _resolve_path(path)
     M, N = xbits.shape[0], wbits.shape[0]
-    counts = np.zeros((M, N, n_segments(K, segment_size)), dtype=np.int32)
+    lengths = segment_lengths(K, segment_size)
+    counts = np.zeros((M, N, len(lengths)), dtype=np.int32)
     if M == 0 or N == 0:
         return counts
-    if path == "numpy":
-        step = _chunk_rows(N, K, segment_size)
-        for m0 in range(0, M, step):
-            counts[m0:m0 + step] = _counts_numpy(xbits[m0:m0 + step], wbits, K, segment_size)
-        return counts
-    status = _LIB.hbnn_segment_counts(xbits, wbits, M, N, K, segment_size, counts)
-    _raise_status(status, "hbnn_segment_counts")
+    beta = np.ones(M, dtype=np.float32)
+    alpha = np.zeros((N, len(lengths)), dtype=np.float32)
+    y = np.empty((M, N), dtype=np.float32)
+    for j, length in enumerate(lengths):
+        alpha[:, j - 1] = 0
+        alpha[:, j] = 1
+        binary_gemm(xbits, beta, wbits, alpha, K, segment_size, threads=threads, out=y, path=path)
+        twice = length - y.astype(np.float64)
+        if not np.array_equal(twice, 2 * np.floor(twice / 2)):
+            raise KernelError(f"the {path} GEMM gave a non-integer count for segment {j} (a kernel bug)")
+        counts[:, :, j] = twice / 2
     return counts
 
 
