@@ -195,10 +195,15 @@ def test_float_inputs_do_not_run_the_kernel(gemm_calls):
 
 # ---------------------------------------------------------------- gradient
 
+# every segment size on each layer; K = 70 inputs per weight row of the inner product
 IP_CASES = [("segment_size: 8", False), ("segment_size: 0 binarize_input: true", True),
-            ("segment_size: 16 binarize_input: true", True), ("segment_size: 64", False)]
-CONV_CASES = [("segment_size: 8", False), ("segment_size: 0 binarize_input: true", True),
-              ("segment_size: 16 binarize_input: true", True)]
+            ("segment_size: 16 binarize_input: true", True), ("segment_size: 32 binarize_input: true", True),
+            ("segment_size: 64", False)]
+# (hbnn_param, binarize_input, input channels): 4 channels give K = 2 * 3 * 3 = 18 weights per row
+# (segments of 8: 8, 8, 2); 16 channels give K = 72 (segments of 32: 32, 32, 8; of 64: 64, 8)
+CONV_CASES = [("segment_size: 8", False, 4), ("segment_size: 0 binarize_input: true", True, 4),
+              ("segment_size: 16 binarize_input: true", True, 4), ("segment_size: 32", False, 16),
+              ("segment_size: 64 binarize_input: true", True, 16)]
 
 
 def ip_setup(hbnn, seed, clip="1"):
@@ -207,9 +212,9 @@ def ip_setup(hbnn, seed, clip="1"):
     return ip_text(f"{hbnn} clip: {clip}", blobs_text(W, b)), x
 
 
-def conv_setup(hbnn, seed, clip="1"):
-    x = away_from_zero((2, 4, 6, 5), seed)
-    W, b = away_from_zero((4, 2, 3, 3), seed + 1), away_from_zero((4,), seed + 2)
+def conv_setup(hbnn, seed, clip="1", channels=4):
+    x = away_from_zero((2, channels, 6, 5), seed)
+    W, b = away_from_zero((4, channels // 2, 3, 3), seed + 1), away_from_zero((4,), seed + 2)
     return conv_text(f"{hbnn} clip: {clip}", blobs_text(W, b)), x
 
 
@@ -221,9 +226,9 @@ def test_inner_product_alpha_terms_match_finite_differences_when_clip_is_0(hbnn,
     check_gradient(text, [x])
 
 
-@pytest.mark.parametrize("hbnn,_", CONV_CASES)
-def test_convolution_alpha_terms_match_finite_differences_when_clip_is_0(hbnn, _):
-    text, x = conv_setup(hbnn, 50, clip="0")
+@pytest.mark.parametrize("hbnn,_,channels", CONV_CASES)
+def test_convolution_alpha_terms_match_finite_differences_when_clip_is_0(hbnn, _, channels):
+    text, x = conv_setup(hbnn, 50, clip="0", channels=channels)
     check_gradient(text, [x])
 
 
@@ -306,9 +311,9 @@ def test_inner_product_gradient_minus_straight_through_term_matches_finite_diffe
     np.testing.assert_allclose(dx - (through_x if binarize_input else 0), fd_x, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("hbnn,binarize_input", CONV_CASES)
-def test_convolution_gradient_minus_straight_through_term_matches_finite_differences(hbnn, binarize_input):
-    text, x = conv_setup(hbnn, 70)
+@pytest.mark.parametrize("hbnn,binarize_input,channels", CONV_CASES)
+def test_convolution_gradient_minus_straight_through_term_matches_finite_differences(hbnn, binarize_input, channels):
+    text, x = conv_setup(hbnn, 70, channels=channels)
     layer, bottom, top, R, dW, dx = analytic(text, x)
     W = layer.blobs[0].data
     through_W, through_x = conv_straight_through(x, W, R, layer.segment_size, binarize_input, 1.0)

@@ -10,7 +10,9 @@ alpha its exact derivative d alpha / d a_k = sign(a_k) / s, so
     dC/da_k =  alpha 1{|a_k| <= clip} dC/da~_k            (straight-through term)
             +  sign(a_k)/s  sum_{l in seg} dC/da~_l sign(a_l)   (alpha term).
 Weights use the layer's segment_size; binarised inputs (x~ = beta (.) sign(x)) use one
-segment per row, beta = mean |x| over the row. hbnn_param.clip applies to both.
+segment per GEMM input row, beta = mean |x| over the row: one beta per sample in
+HBNNInnerProduct, one per im2col patch (sample, output position, group) in HBNNConvolution.
+hbnn_param.clip applies to both.
 
 segment_size is one the kernel packs (0, 8, 16, 32, 64: sub-words of its 64-bit words), so
 that every HBNN layer can run the XOR/popcount GEMM and be saved packed.

@@ -4,7 +4,8 @@
     W: (N, K) latent float weights (what the solver updates);  b: (N,) full precision
     W~ = alpha (.) sign(W),  alpha (N, n_segments): mean |W| over each segment of
          hbnn_param.segment_size consecutive weights of a row (0: the whole row)
-    x~ = beta (.) sign(x),   beta (M, 1): mean |x| over a sample's K inputs
+    x~ = beta (.) sign(x),   beta (M, 1): mean |x| over each row's K inputs (one beta per
+                             sample with the default axis: 1)
          (with hbnn_param.binarize_input; else x~ = x)
     y = x~ W~^T + b                                 top shape: shape[:axis] + (N,)
 With binarize_input and float32 data, y comes from the kernel's XOR/popcount GEMM on the
