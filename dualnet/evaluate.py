@@ -60,9 +60,10 @@ def score(net, iterations=None):
 
 
 def test_model(model, weights, iterations=50, phase="TEST"):
-    net = Net(model, pb.TEST if phase == "TEST" else pb.TRAIN, weights=weights)
     if iterations is not None and iterations <= 0:
-        raise DualnetError("--iterations must be positive")
+        raise DualnetError(f"--iterations must be positive, got {iterations} "
+                           "(the number of batches to score; --epoch scores one pass over the test set)")
+    net = Net(model, pb.TEST if phase == "TEST" else pb.TRAIN, weights=weights)
     means, loss = score(net, iterations)
     log.info("Loss: %.6g", loss)
     for name in net.outputs:

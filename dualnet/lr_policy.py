@@ -12,6 +12,9 @@
 import math
 
 from .errors import SolverError, did_you_mean
+from .log import get_logger
+
+log = get_logger("dualnet.solver")
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -29,7 +32,8 @@ def check_policy(param, source="<solver>"):
     if policy == "poly" and param.max_iter <= 0:
         raise SolverError(f"{source}: lr_policy 'poly' needs max_iter > 0")
     if policy == "multistep" and list(param.stepvalue) != sorted(param.stepvalue):
-        raise SolverError(f"{source}: multistep stepvalue must be increasing, got {list(param.stepvalue)}")
+        raise SolverError(f"{source}: multistep stepvalue must be increasing, got {list(param.stepvalue)}; "
+                          "list the iterations at which the rate drops in order")
 
 
 def learning_rate(param, iteration, current_step=0):
@@ -47,6 +51,7 @@ def learning_rate(param, iteration, current_step=0):
     if policy == "multistep":
         if current_step < len(param.stepvalue) and iteration >= param.stepvalue[current_step]:
             current_step += 1
+            log.info("MultiStep Status: Iteration %d, step = %d", iteration, current_step)
         return base * param.gamma ** current_step, current_step
     if policy == "poly":
         return base * (1 - iteration / param.max_iter) ** param.power, current_step

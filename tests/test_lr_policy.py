@@ -47,6 +47,13 @@ def test_multistep_advances_at_each_stepvalue():
     assert rates(p, range(7)) == pytest.approx([1, 1, 1, 0.5, 0.5, 0.25, 0.25])
 
 
+def test_multistep_logs_caffes_status_line_at_each_step(dualnet_log):
+    p = solver('lr_policy: "multistep" base_lr: 1 gamma: 0.5 stepvalue: 3 stepvalue: 5')
+    rates(p, range(7))
+    assert [r.getMessage() for r in dualnet_log.records] == [
+        "MultiStep Status: Iteration 3, step = 1", "MultiStep Status: Iteration 5, step = 2"]
+
+
 def test_poly_reaches_zero_at_max_iter():
     p = solver('lr_policy: "poly" base_lr: 1 power: 2 max_iter: 10')
     assert rates(p, [0, 5, 10]) == pytest.approx([1, 0.25, 0])

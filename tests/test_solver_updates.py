@@ -73,7 +73,9 @@ def test_rmsprop():
     np.testing.assert_allclose(got, out, rtol=1e-5, atol=1e-6)
 
 
-def test_adadelta():
+def test_adadelta_applies_the_rate_after_the_update_history():
+    # v accumulates the unscaled step; base_lr 0.5 (not 1) tells that apart from
+    # scaling the step before v sees it.
     w, h, v, out = np.full(2, 0.5), np.zeros(2), np.zeros(2), []
     delta, m = 1e-6, 0.95
     for _ in range(STEPS):
@@ -81,10 +83,10 @@ def test_adadelta():
         h = m * h + (1 - m) * g * g
         step = g * np.sqrt((v + delta) / (h + delta))
         v = m * v + (1 - m) * step * step
-        w = w - 1.0 * step
+        w = w - 0.5 * step
         out.append(w.copy())
     got = trajectory(regression_solver(
-        BASE.replace("base_lr: 0.1", "base_lr: 1.0") + 'type: "AdaDelta" momentum: 0.95 delta: 1e-6'))
+        BASE.replace("base_lr: 0.1", "base_lr: 0.5") + 'type: "AdaDelta" momentum: 0.95 delta: 1e-6'))
     np.testing.assert_allclose(got, out, rtol=1e-4, atol=1e-6)
 
 

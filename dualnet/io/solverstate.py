@@ -32,6 +32,9 @@ def _looks_like_text(payload):
     return any(word in text for word in ("layer", "net", "base_lr", "name:", "{"))
 
 
+_PASS_A_STATE = "--snapshot takes a .solverstate written by a snapshot (<prefix>_iter_N.solverstate)"
+
+
 def read_state(path):
     """The SolverState in `path`; a wrong kind of file gets a message saying what to pass."""
     try:
@@ -45,14 +48,15 @@ def read_state(path):
             "to resume, or the .caffemodel to --weights to fine-tune"
         )
     if _looks_like_text(payload):
-        raise SolverError(f"{path}: is a text file (a prototxt?); --snapshot takes a .solverstate written by a snapshot")
+        raise SolverError(f"{path}: is a text file (a prototxt?); {_PASS_A_STATE}")
     state = pb.SolverState()
     try:
         state.ParseFromString(payload)
     except DecodeError:
-        raise SolverError(f"{path}: not a .solverstate (it does not parse as a SolverState message)") from None
+        raise SolverError(f"{path}: not a .solverstate (it does not parse as a SolverState message); "
+                          f"{_PASS_A_STATE}") from None
     if not state.HasField("iter") and not state.history:
-        raise SolverError(f"{path}: does not look like a .solverstate (no iteration, no history)")
+        raise SolverError(f"{path}: does not look like a .solverstate (no iteration, no history); {_PASS_A_STATE}")
     return state
 
 
@@ -79,5 +83,6 @@ def locate_learned_net(state, state_path):
     if os.path.exists(beside):
         return beside
     raise SolverError(
-        f"{state_path}: its weights file {state.learned_net} is missing (looked there and beside the .solverstate)"
+        f"{state_path}: its weights file {state.learned_net} is missing (looked there and beside the "
+        ".solverstate); keep each snapshot's .caffemodel with its .solverstate"
     )
