@@ -1,4 +1,4 @@
-"""The `dualnet` command: train, test, time, split, keys, plot, info.
+"""The `dualnet` command: train, test, time, split, keys, plot, info, pack.
 
 Caffe's spellings are accepted too (`-solver x`, `--solver=x`,
 `-sigint_effect stop`). A user error prints one line on stderr and exits 1;
@@ -11,6 +11,7 @@ import signal
 import sys
 
 from . import __version__
+from .hbnn.pack_command import add_pack_parser, pack_main
 
 
 def _caffe_style(argv):
@@ -26,9 +27,19 @@ def _caffe_style(argv):
     return out
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with dualnet's user-error form: one line on stderr and exit status 1 (not usage and 2).
+
+    Sub-parsers are made with the same class, so `self.prog` names the verb.
+    """
+
+    def error(self, message):
+        self.exit(1, f"dualnet: error: {message}; see '{self.prog} --help'\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="dualnet", description="Train Caffe-format nets on NumPy, "
-                                     "on one machine or split across two.")
+    parser = ArgumentParser(prog="dualnet", description="Train Caffe-format nets on NumPy, "
+                            "on one machine or split across two.")
     parser.add_argument("--version", action="version", version=f"dualnet {__version__}")
     verbs = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -74,7 +85,6 @@ def _parser():
     split.add_argument("--out", metavar="DIR", help="folder for net1.prototxt / net2.prototxt")
     split.add_argument("--mode", choices=("ADMM", "DUAL_LAYER"), default="ADMM")
     split.add_argument("--suggest", action="store_true", help="print every candidate cut's cost and the best")
-    split.add_argument("--phase", choices=("TRAIN", "TEST"), default="TRAIN")
     common(split)
 
     keys = verbs.add_parser("keys", help="make CurveZMQ certificates for a dual-net pair")
@@ -88,6 +98,8 @@ def _parser():
 
     info = verbs.add_parser("info", help="versions, BLAS, threads, HBNN kernel, data found")
     common(info)
+    common(add_pack_parser(verbs))
+    parser.verb_parsers = verbs.choices
     return parser
 
 
@@ -110,6 +122,16 @@ class SignalActions:
     def __call__(self):
         request, self.pending = self.pending, None
         return request
+
+    @staticmethod
+    def release():
+        """Ignore SIGINT / SIGHUP from here on, if they were ours. Called as the command returns:
+        its work is saved, and Python's shutdown would otherwise reset the handlers to the default,
+        so a Ctrl-C arriving while the process exits (a second one, or one sent to both roles of a
+        pair after they agreed to stop) would kill it and turn a clean exit into status 130."""
+        for sig in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
+            if sig is not None and getattr(signal.getsignal(sig), "__self__", None).__class__ is SignalActions:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def _setup_logging(args):
@@ -139,33 +161,41 @@ def _setup_logging(args):
 
 
 def cmd_train(args):
-    from . import dualnet_pb2 as pb
     from .errors import DualnetError
     from .io.text import read_solver_param
 
     if args.weights and args.snapshot:
         raise DualnetError("give --snapshot to resume training or --weights to fine-tune, not both")
     param = read_solver_param(args.solver)
+    if args.snapshot and param.weights:
+        # As Caffe's `caffe train`: a resume takes its weights from the snapshot, so the
+        # solver's initial weights are neither loaded nor required to exist.
+        from .log import get_logger
+
+        get_logger("dualnet.train").info("Resuming from %s: not loading the solver's weights (%s)",
+                                         args.snapshot, ", ".join(param.weights))
+        param.ClearField("weights")
     if param.HasField("dual_param") or args.role:
         from .dual.launch import train_dual
 
         return train_dual(args, param)
     for flag in ("bind", "connect", "keys"):
         if getattr(args, flag):
-            raise DualnetError(f"--{flag} is for dual-net training; {args.solver} has no dual_param")
+            raise DualnetError(f"--{flag} is for dual-net training; {args.solver} has no dual_param "
+                               f"(add a dual_param block to the solver, or drop --{flag})")
     from .solver import Solver
 
     actions = SignalActions(args.sigint_effect, args.sighup_effect)
     interactive = sys.stderr.isatty() and not args.quiet
     snapshot = None
     if args.snapshot:
-        from .io.solverstate import resolve_snapshot_argument
+        from .io.solverstate import read_state, resolve_snapshot_argument
 
         snapshot = resolve_snapshot_argument(args.snapshot)
+        read_state(snapshot)            # a wrong kind of file is reported before the nets are built
     solver = Solver(param, args.solver, weights=None if snapshot else args.weights, action_request=actions,
                     progress=interactive)
     solver.solve(resume_file=snapshot)
-    del pb
     return 0
 
 
@@ -224,22 +254,30 @@ def cmd_info(_args):
     return 0
 
 
+def cmd_pack(args):
+    return pack_main(args)
+
+
 COMMANDS = {"train": cmd_train, "test": cmd_test, "time": cmd_time, "split": cmd_split,
-            "keys": cmd_keys, "plot": cmd_plot, "info": cmd_info}
+            "keys": cmd_keys, "plot": cmd_plot, "info": cmd_info, "pack": cmd_pack}
 
 
 def main(argv=None):
     argv = _caffe_style(sys.argv[1:] if argv is None else list(argv))
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if not args.command:
-        parser.print_help(sys.stderr)
-        return 1
+        parser.error(f"give a command: {', '.join(COMMANDS)}")
+    if unknown:
+        parser.verb_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     from .errors import DualnetError
 
     try:
         _setup_logging(args)
-        return COMMANDS[args.command](args) or 0
+        try:
+            return COMMANDS[args.command](args) or 0
+        finally:
+            SignalActions.release()
     except DualnetError as error:
         print(f"dualnet: error: {error}", file=sys.stderr)
         return 1

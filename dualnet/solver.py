@@ -11,9 +11,12 @@ One iteration, as Caffe's Solver::Step and SGDSolver::ApplyUpdate:
 A NaN or Inf loss stops training, naming the iteration and the first layer
 whose output is not finite; the last snapshot is kept.
 """
+import contextlib
 import json
+import logging
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from . import dualnet_pb2 as pb
 from . import random as dn_random
 from .errors import NumericalError, SolverError, did_you_mean
+from .hbnn.pack_command import save_packed_snapshot
 from .io.caffemodel import save_net
 from .io.solverstate import (locate_learned_net, read_state, resolve_snapshot_argument,
                              snapshot_paths, write_state)
@@ -97,15 +101,18 @@ class Solver:
         if p.regularization_type not in ("L1", "L2"):
             raise SolverError(f"{where}: unknown regularization_type '{p.regularization_type}' (L1 or L2)")
         if p.iter_size < 1:
-            raise SolverError(f"{where}: iter_size must be at least 1")
+            raise SolverError(f"{where}: iter_size must be at least 1, got {p.iter_size} "
+                              "(batches accumulated per update; 1 for one batch)")
         if p.average_loss < 1:
-            raise SolverError(f"{where}: average_loss should be non-negative and at least 1")
+            raise SolverError(f"{where}: average_loss must be at least 1, got {p.average_loss} "
+                              "(iterations the displayed loss is averaged over; 1 for none)")
         if p.HasField("solver_mode") and p.solver_mode == pb.SolverParameter.GPU or p.HasField("device_id"):
             log.info("solver_mode / device_id are GPU settings; dualnet runs on the CPU and ignores them")
         if p.snapshot_format == pb.SolverParameter.HDF5:
             raise SolverError(f"{where}: snapshot_format HDF5 is not supported; use BINARYPROTO")
         if p.snapshot < 0:
-            raise SolverError(f"{where}: snapshot must be non-negative")
+            raise SolverError(f"{where}: snapshot must be non-negative, got {p.snapshot} "
+                              "(0 for no periodic snapshots, N for one every N iterations)")
 
     def _prepare_snapshot_prefix(self):
         """Caffe's default prefix (the solver file's name) and the folder, made now, not at the first snapshot."""
@@ -124,7 +131,8 @@ class Solver:
         except OSError as error:
             raise SolverError(f"{self.source}: cannot create the snapshot folder {folder}: {error.strerror}") from None
         if not os.access(folder, os.W_OK):
-            raise SolverError(f"{self.source}: the snapshot folder {folder} is not writable")
+            raise SolverError(f"{self.source}: the snapshot folder {folder} is not writable; "
+                              "change snapshot_prefix or the folder's permissions")
 
     def _net_source(self, field_param, field_file):
         """(NetParameter, Origin) from an inline param or a file field."""
@@ -157,18 +165,24 @@ class Solver:
         generic = [f for f in ("net_param", "net") if p.HasField(f)]
         if generic:
             if len(p.test_iter) < len(sources):
-                raise SolverError(f"{self.source}: test_iter must be specified for each test network")
+                raise SolverError(f"{self.source}: test_iter must be specified for each test network "
+                                  f"({len(sources)} test nets, {len(p.test_iter)} test_iter); "
+                                  "give one test_iter per test net")
             field = generic[0]
             extra = len(p.test_iter) - len(sources)
             item = (p.net_param, None) if field == "net_param" else (None, p.net)
             sources += [item] * extra
         elif len(p.test_iter) != len(sources):
             raise SolverError(f"{self.source}: test_iter must be specified once per test network "
-                              f"({len(sources)} test nets, {len(p.test_iter)} test_iter)")
+                              f"({len(sources)} test nets, {len(p.test_iter)} test_iter); "
+                              "give one test_iter per test net")
         if p.test_state and len(p.test_state) != len(sources):
-            raise SolverError(f"{self.source}: test_state must be unspecified or specified once per test net")
+            raise SolverError(f"{self.source}: test_state must be unspecified or specified once per test net "
+                              f"({len(sources)} test nets, {len(p.test_state)} test_state)")
         if sources and p.test_interval <= 0:
-            raise SolverError(f"{self.source}: test nets are defined, so test_interval must be > 0")
+            raise SolverError(f"{self.source}: test nets are defined, so test_interval must be > 0, got "
+                              f"{p.test_interval}; set test_interval, or remove test_iter and the test nets "
+                              "to train without testing")
         nets = []
         for i, (inline, path) in enumerate(sources):
             net_param, origin = self._net_source(inline, path)
@@ -201,7 +215,7 @@ class Solver:
         self.step(self.param.max_iter - self.iter)
         p = self.param
         if self.requested_early_exit or (p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0)):
-            self.snapshot()
+            self._snapshot_unless_written()
         if self.requested_early_exit:
             log.info("Optimization stopped early.")
             return
@@ -218,12 +232,11 @@ class Solver:
         start, stop = self.iter, self.iter + iterations
         self.losses, self.smoothed_loss = [], 0.0
         timer, iterations_last = time.perf_counter(), self.iter
-        bar = self._progress_bar(iterations)
-        # Non-finite values are caught and explained by forward_backward; keep
-        # NumPy's warnings about them out of the log.
-        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        errstate.__enter__()
-        try:
+        with contextlib.ExitStack() as context:
+            # Non-finite values are caught and explained by forward_backward; keep
+            # NumPy's warnings about them out of the log.
+            context.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
+            bar = self._progress_bar(iterations, context)
             while self.iter < stop:
                 if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
                     self.test_all()
@@ -251,17 +264,20 @@ class Solver:
                 if request == "stop":
                     self.requested_early_exit = True
                     break
-        finally:
-            errstate.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
 
-    def _progress_bar(self, total):
+    def _progress_bar(self, total, context):
+        """A tqdm bar closed with `context`; meanwhile console log lines go through tqdm.write,
+        which clears the bar, writes the line and redraws the bar below it."""
         if not self.progress or total <= 0:
             return None
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-        return tqdm(total=total, initial=0, unit="it", dynamic_ncols=True, leave=False)
+        logger = logging.getLogger("dualnet")
+        if any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.stdout)
+               for h in logger.handlers):
+            context.enter_context(logging_redirect_tqdm(loggers=[logger]))
+        return context.enter_context(tqdm(total=total, initial=0, unit="it", dynamic_ncols=True, leave=False))
 
     def forward_backward(self):
         """iter_size forward/backward passes; returns the mean loss. Stops on NaN/Inf."""
@@ -363,7 +379,10 @@ class Solver:
         iterations = self.param.test_iter[index]
         totals, loss = {}, 0.0
         for _ in range(iterations):
-            if self.action_request and self.action_request() == "stop":
+            request = self.action_request() if self.action_request else None
+            if request == "snapshot":           # as Caffe's Solver::Test: snapshot, then go on testing
+                self._snapshot_unless_written()
+            elif request == "stop":
                 self.requested_early_exit = True
                 log.info("Test interrupted.")
                 return {}
@@ -380,18 +399,29 @@ class Solver:
 
     # ------------------------------------------------------------ snapshots
     def _layer_states(self):
-        states = []
-        for name, layer in zip(self.net._layer_names, self.net.layers):
-            getter = getattr(layer, "get_state", None)
-            if getter is not None:
-                states.append(pb.LayerState(layer=name, json=json.dumps(getter())))
-        return states
+        """The train net's per-layer state (data cursors) for the SolverState."""
+        return _net_layer_states(self.net)
+
+    def _test_layer_states(self):
+        """The test nets' data cursors, named "<test net index>/<layer>": test scores after a
+        resume are those of an uninterrupted run even when test passes do not cover the test set."""
+        return [pb.LayerState(layer=f"{i}/{item.layer}", json=item.json)
+                for i, net in enumerate(self.test_nets) for item in _net_layer_states(net)]
+
+    def _snapshot_unless_written(self):
+        """Snapshot on a request, unless this iteration's snapshot is already written (a request
+        on a `snapshot` multiple, or after a test pass that snapshotted): one pair per iteration."""
+        if self.last_snapshot is None or self.last_snapshot[1] != snapshot_paths(self.param.snapshot_prefix,
+                                                                                 self.iter)[1]:
+            self.snapshot()
 
     def snapshot(self):
         """Write <prefix>_iter_N.caffemodel and .solverstate atomically; returns both paths."""
         model_path, state_path = snapshot_paths(self.param.snapshot_prefix, self.iter)
         log.info("Snapshotting to binary proto file %s", model_path)
         save_net(self.net, model_path, write_diff=self.param.snapshot_diff)
+        if self.param.snapshot_packed_hbnn:  # a deployable copy; resuming reads the float file
+            save_packed_snapshot(self.net, model_path)
         state = pb.SolverState(iter=self.iter, learned_net=model_path, current_step=self.current_step,
                                solver_type=self.param.type)
         from .io.blobproto import blob_to_proto
@@ -401,6 +431,7 @@ class Solver:
                 state.history.append(blob_to_proto(array))
         state.rng_state = json.dumps(dn_random.get_state())
         state.layer_state.extend(self._layer_states())
+        state.test_layer_state.extend(self._test_layer_states())
         self.extend_state(state)
         log.info("Snapshotting solver state to binary proto file %s", state_path)
         write_state(state_path, state)
@@ -442,16 +473,29 @@ class Solver:
         self.current_step = state.current_step
         if state.rng_state:
             dn_random.set_state(json.loads(state.rng_state))
-        layers = dict(zip(self.net._layer_names, self.net.layers))
-        for item in state.layer_state:
-            layer = layers.get(item.layer)
-            if layer is not None and hasattr(layer, "set_state"):
-                layer.set_state(json.loads(item.json))
+        _set_net_layer_states(self.net, {item.layer: item.json for item in state.layer_state})
+        for i, net in enumerate(self.test_nets):
+            prefix = f"{i}/"
+            _set_net_layer_states(net, {item.layer[len(prefix):]: item.json for item in state.test_layer_state
+                                        if item.layer.startswith(prefix)})
         self.restore_extension(state)
         log.info("Restored to iteration %d", self.iter)
 
     def restore_extension(self, state):
         """Hook for subclasses (dual-net roles) to read their part of the SolverState."""
+
+
+def _net_layer_states(net):
+    """LayerState messages for the layers of `net` that have a state (data cursors)."""
+    return [pb.LayerState(layer=name, json=json.dumps(layer.get_state()))
+            for name, layer in zip(net._layer_names, net.layers) if hasattr(layer, "get_state")]
+
+
+def _set_net_layer_states(net, states):
+    """Give each layer of `net` named in `states` ({layer: json}) its saved state."""
+    for name, layer in zip(net._layer_names, net.layers):
+        if name in states and hasattr(layer, "set_state"):
+            layer.set_state(json.loads(states[name]))
 
 
 def get_solver(solver_file, **options):

@@ -1,6 +1,6 @@
 """Solver behaviour: seeds, snapshots and exact resume, NaN stop, signals,
 Caffe's log lines, and the messages for bad solver files."""
-import logging
+import json
 import os
 import re
 import shutil
@@ -12,7 +12,7 @@ import dualnet
 from dualnet.errors import NumericalError, PrototxtError, SolverError
 from dualnet.io import parse_solver_text
 from dualnet.io.solverstate import read_state
-from solver_nets import loss, regression_solver, weights
+from solver_nets import T, X, loss, regression_solver, weights
 
 # Random inputs every iteration and dropout: a resume is exact only if the
 # random generator's state travels with the snapshot.
@@ -57,13 +57,30 @@ def test_different_seeds_differ(tmp_path):
     assert not np.array_equal(run(tmp_path, 2, seed=1)[0], run(tmp_path, 2, seed=2)[0])
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = noisy_solver(tmp_path)
+# (solver fields, history blobs per parameter, current_step saved after iterations 0-2).
+# Multistep's stepvalues 1 and 2 are both passed by then; a resume that lost
+# current_step would catch up one step per iteration and use the wrong rate at 3.
+RESUMED = {
+    "SGD step": ({}, 1, 0),
+    "Nesterov": ({"type": '"Nesterov"'}, 1, 0),
+    "Adam": ({"type": '"Adam"', "momentum2": 0.999}, 2, 0),
+    "AdaDelta": ({"type": '"AdaDelta"', "delta": 1e-6}, 2, 0),
+    "SGD multistep": ({"lr_policy": '"multistep"', "extra": "stepvalue: 1 stepvalue: 2"}, 1, 2),
+}
+
+
+@pytest.mark.parametrize("case", RESUMED)
+def test_resume_continues_exactly(tmp_path, case):
+    fields, slots, current_step = RESUMED[case]
+    straight = noisy_solver(tmp_path, **fields)
     straight.step(6)
-    interrupted = noisy_solver(tmp_path)
+    interrupted = noisy_solver(tmp_path, **fields)
     interrupted.step(3)
     _, state_path = interrupted.snapshot()
-    resumed = noisy_solver(tmp_path, seed=99)   # a different seed: the snapshot's generator must win
+    state = read_state(state_path)
+    assert len(state.history) == slots * 4              # fc1 and fc2: weights and bias each
+    assert state.current_step == current_step
+    resumed = noisy_solver(tmp_path, **dict(fields, seed=99))   # the snapshot's generator must win
     resumed.restore(state_path)
     assert resumed.iter == 3
     resumed.step(3)
@@ -106,27 +123,75 @@ def test_restore_accepts_the_caffemodel_of_a_pair(tmp_path):
     assert resumed.iter == 2
 
 
-def test_restore_refuses_a_prototxt_saying_what_to_pass(tmp_path):
+# Files passed to restore() that it must refuse: each maker writes one beside an SGD solver.
+def a_prototxt(tmp_path, _solver):
     path = tmp_path / "net.prototxt"
     path.write_text(f"name: 'x' {NOISY_NET}")
-    with pytest.raises(SolverError, match="prototxt.*takes a .solverstate"):
-        noisy_solver(tmp_path).restore(str(path))
+    return path
 
 
-def test_restore_refuses_a_lone_caffemodel(tmp_path):
-    solver = noisy_solver(tmp_path)
-    model_path = tmp_path / "weights.caffemodel"
-    solver.net.save(str(model_path))
-    with pytest.raises(SolverError, match="needs the .solverstate.*--weights"):
-        solver.restore(str(model_path))
+def a_lone_caffemodel(tmp_path, solver):
+    path = tmp_path / "weights.caffemodel"
+    solver.net.save(str(path))
+    return path
 
 
-def test_restore_refuses_another_solver_type(tmp_path):
-    solver = noisy_solver(tmp_path)
-    _, state_path = solver.snapshot()
-    adam = noisy_solver(tmp_path, type='"Adam"')
-    with pytest.raises(SolverError, match="written by a SGD solver; this solver is Adam"):
-        adam.restore(state_path)
+def a_caffemodel_renamed_solverstate(tmp_path, solver):
+    path = tmp_path / "weights.solverstate"
+    solver.net.save(str(path))
+    return path
+
+
+def random_bytes(tmp_path, _solver):
+    path = tmp_path / "noise.solverstate"
+    path.write_bytes(bytes(range(256)) * 2)
+    return path
+
+
+def a_state_with_one_history_blob(tmp_path, _solver):
+    from dualnet import dualnet_pb2 as pb
+    from dualnet.io.blobproto import blob_to_proto
+
+    path = tmp_path / "short.solverstate"
+    state = pb.SolverState(iter=3, solver_type="SGD")
+    state.history.append(blob_to_proto(np.zeros(5, np.float32)))
+    path.write_bytes(state.SerializeToString())
+    return path
+
+
+def a_state_whose_caffemodel_is_gone(_tmp_path, solver):
+    model_path, state_path = solver.snapshot()
+    os.remove(model_path)
+    return state_path
+
+
+def an_sgd_snapshot(_tmp_path, solver):
+    return solver.snapshot()[1]
+
+
+@pytest.mark.parametrize("make_file,restorer,phrases", [
+    (a_prototxt, {}, ["is a text file (a prototxt?)", "--snapshot takes a .solverstate written by a snapshot"]),
+    (a_lone_caffemodel, {}, ["is a .caffemodel and no weights.solverstate lies beside it",
+                             "--snapshot needs the .solverstate", "use --weights"]),
+    (a_caffemodel_renamed_solverstate, {}, ["does not look like a .solverstate (no iteration, no history)",
+                                            "--snapshot takes a .solverstate"]),
+    (random_bytes, {}, ["not a .solverstate (it does not parse as a SolverState message)",
+                        "--snapshot takes a .solverstate"]),
+    (a_state_with_one_history_blob, {}, ["incorrect length of history blobs", "the snapshot has 1, "
+                                         "this net and solver need 4", "was it written for another net?"]),
+    (a_state_whose_caffemodel_is_gone, {}, ["its weights file", "noisy_iter_0.caffemodel is missing",
+                                            "keep each snapshot's .caffemodel with its .solverstate"]),
+    (an_sgd_snapshot, {"type": '"Adam"'}, ["was written by a SGD solver; this solver is Adam",
+                                           "Resume with the same solver type"]),
+], ids=lambda value: value.__name__ if callable(value) else None)
+def test_bad_snapshot_files_are_explained(tmp_path, make_file, restorer, phrases):
+    path = str(make_file(tmp_path, noisy_solver(tmp_path)))
+    with pytest.raises(SolverError) as caught:
+        noisy_solver(tmp_path, **restorer).restore(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for phrase in phrases:
+        assert phrase in message
 
 
 def test_snapshot_every_n_and_after_training(tmp_path):
@@ -142,11 +207,34 @@ def test_snapshot_folder_is_created_at_start(tmp_path):
     assert (tmp_path / "deep" / "er" / "snaps").is_dir()
 
 
-def test_unwritable_snapshot_folder_is_reported_at_start(tmp_path):
+def read_only_folder(tmp_path):
+    """tmp_path/locked, whose snaps/ exists but cannot be written."""
+    snaps = tmp_path / "locked" / "snaps"
+    snaps.mkdir(parents=True)
+    snaps.chmod(0o500)
+    if os.access(snaps, os.W_OK):
+        pytest.skip("running as root, which writes into a read-only folder anyway; "
+                    "the folder-under-a-file case still runs")
+    return snaps.parent
+
+
+def folder_under_a_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(SolverError, match="cannot create the snapshot folder"):
-        noisy_solver(blocker)
+    return blocker
+
+
+@pytest.mark.parametrize("make_folder,phrases", [
+    (folder_under_a_file, ["cannot create the snapshot folder {snaps}: Not a directory"]),
+    (read_only_folder, ["the snapshot folder {snaps} is not writable; "
+                        "change snapshot_prefix or the folder's permissions"]),
+], ids=["under a file", "read-only"])
+def test_unusable_snapshot_folder_is_reported_at_start(tmp_path, make_folder, phrases):
+    folder = make_folder(tmp_path)
+    with pytest.raises(SolverError) as caught:
+        noisy_solver(folder)
+    for phrase in phrases:
+        assert phrase.format(snaps=folder / "snaps") in str(caught.value)
 
 
 def test_sigint_style_stop_snapshots_and_stops(tmp_path):
@@ -164,6 +252,26 @@ def test_sighup_style_snapshot_goes_on(tmp_path):
     solver.action_request = lambda: next(requests, None)
     solver.solve()
     assert solver.iter == 6
+    assert sorted(os.listdir(tmp_path / "snaps")) == ["noisy_iter_2.caffemodel", "noisy_iter_2.solverstate"]
+
+
+def test_snapshot_request_during_a_test_pass_snapshots_and_testing_goes_on(tmp_path, dualnet_log):
+    solver = noisy_solver(tmp_path, extra="test_iter: 3 test_interval: 4", snapshot_after_train="false")
+    requests = iter(["snapshot"])           # the first request is read in the test pass at iteration 0
+    solver.action_request = lambda: next(requests, None)
+    solver.solve()
+    assert solver.iter == 6
+    assert sorted(os.listdir(tmp_path / "snaps")) == ["noisy_iter_0.caffemodel", "noisy_iter_0.solverstate"]
+    assert dualnet_log.text.count("Test net output #0: loss") == 2     # the tests at 0 and 4 both finished
+
+
+def test_stop_on_a_snapshot_iteration_writes_that_snapshot_once(tmp_path, dualnet_log):
+    solver = noisy_solver(tmp_path, snapshot=2, max_iter=100)
+    requests = iter([None, "stop"])         # read after iterations 1 and 2; 2 is a snapshot multiple
+    solver.action_request = lambda: next(requests, None)
+    solver.solve()
+    assert solver.iter == 2
+    assert dualnet_log.text.count("Snapshotting solver state to binary proto file") == 1
     assert sorted(os.listdir(tmp_path / "snaps")) == ["noisy_iter_2.caffemodel", "noisy_iter_2.solverstate"]
 
 
@@ -190,13 +298,7 @@ def test_smoothed_loss_is_the_mean_of_the_last_average_loss_losses():
     assert solver.smoothed_loss == pytest.approx(np.mean(losses[-3:]), rel=1e-5)
 
 
-CAFFE_LINES = {
-    # the regular expressions Caffe's tools/extra/parse_log.py relies on
-    "train": re.compile(r"Train net output #(\d+): (\S+) = ([\.\deE+-]+)"),
-    "test": re.compile(r"Test net output #(\d+): (\S+) = ([\.\deE+-]+)"),
-    "lr": re.compile(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)"),
-    "glog": re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+:\d+\] "),
-}
+GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+:\d+\] ")
 
 
 def test_log_lines_follow_caffe(dualnet_log):
@@ -208,14 +310,42 @@ def test_log_lines_follow_caffe(dualnet_log):
     formatter = GlogFormatter()
     lines = [formatter.format(r) for r in dualnet_log.records]
     text = "\n".join(lines)
-    assert all(CAFFE_LINES["glog"].match(line) for line in lines)
+    assert all(GLOG_PREFIX.match(line) for line in lines)
     assert "Solving regression" in text
     assert re.search(r"Iteration 0 \([\d.e+-]+ iter/s, [\d.e+-]+s/1 iters\), loss = [\d.e+-]+", text)
     assert re.search(r"Iteration 0, lr = 0\.1\b", text)
     assert re.search(r"    Train net output #0: loss = [\d.e+-]+ \(\* 1 = [\d.e+-]+ loss\)", text)
     assert "Iteration 0, Testing net (#0)" in text and "Iteration 2, Testing net (#0)" in text
-    assert CAFFE_LINES["train"].search(text) and CAFFE_LINES["test"].search(text) and CAFFE_LINES["lr"].search(text)
+    assert re.search(r"    Test net output #0: loss = [\d.e+-]+ \(\* 1 = [\d.e+-]+ loss\)", text)
     assert text.rstrip().endswith("Optimization Done.")
+
+
+def test_test_compute_loss_logs_the_mean_loss_over_test_iter_batches(dualnet_log):
+    fields = 'base_lr: 0.1 lr_policy: "fixed" display: 0 type: "SGD" test_iter: 3 test_interval: 1 '
+    for compute in ("false", "true"):
+        solver = regression_solver(fields + f"test_compute_loss: {compute}")
+        solver.test_nets[0].blobs["x"].data[...] = X
+        solver.test_nets[0].blobs["t"].data[...] = T
+        solver.test(0)
+    found = re.findall(r"Test loss: (\S+)", dualnet_log.text)
+    assert len(found) == 1                  # only with test_compute_loss: true (Caffe's default is false)
+    assert float(found[0]) == pytest.approx(loss(np.full(2, 0.5)), rel=1e-5)   # the mean, not the sum of 3
+
+
+STAGED_NET = NOISY_NET + """
+layer { name: "val_only" type: "Power" bottom: "y" top: "y_val" include { phase: TEST stage: "val" } }
+"""
+
+
+def test_test_state_stages_include_layers_in_that_test_net_only(tmp_path):
+    text = (f'net_param {{ {STAGED_NET} }} base_lr: 0.1 lr_policy: "fixed" test_interval: 10 '
+            'test_iter: 1 test_iter: 1 test_state { stage: "val" } test_state { } '
+            f'snapshot_prefix: "{tmp_path}/s"')
+    solver = dualnet.get_solver(parse_solver_text(text))
+    assert "val_only" in solver.test_nets[0].layer_dict
+    assert "val_only" not in solver.test_nets[1].layer_dict
+    assert "val_only" not in solver.net.layer_dict
+    assert sorted(solver.test(0)) == ["loss", "y_val"]
 
 
 def test_test_nets_share_the_trained_weights():
@@ -236,16 +366,40 @@ def test_gpu_fields_are_accepted_and_noted(dualnet_log):
     assert "ignores them" in dualnet_log.text
 
 
-@pytest.mark.parametrize("text,message", [
-    ('base_lr: 0.1 lr_policy: "fixed"', "give exactly one train net"),
-    ('net: "a" train_net: "b" base_lr: 0.1 lr_policy: "fixed"', "found 2: train_net, net"),
-    ('type: "SDG" base_lr: 0.1 lr_policy: "fixed"', "did you mean 'SGD'"),
-    ('snapshot_format: HDF5 base_lr: 0.1 lr_policy: "fixed"', "HDF5 is not supported"),
-    ('regularization_type: "L3" base_lr: 0.1 lr_policy: "fixed"', "regularization_type 'L3'"),
-])
-def test_bad_solver_files_are_explained(text, message):
-    with pytest.raises(SolverError, match=message):
-        dualnet.get_solver(parse_solver_text(text, "bad_solver.prototxt"))
+FIXED = 'base_lr: 0.1 lr_policy: "fixed" '
+INLINE_NET = f"net_param {{ {NOISY_NET} }} "
+
+
+@pytest.mark.parametrize("text,phrases", [
+    (FIXED, ["give exactly one train net", "found none"]),
+    (FIXED + 'net: "a" train_net: "b"', ["give exactly one train net", "found 2: train_net, net"]),
+    (FIXED + 'type: "SDG"', ["unknown solver type 'SDG'; did you mean 'SGD'?"]),
+    (FIXED + "snapshot_format: HDF5", ["HDF5 is not supported; use BINARYPROTO"]),
+    (FIXED + 'regularization_type: "L3"', ["unknown regularization_type 'L3' (L1 or L2)"]),
+    (FIXED + "iter_size: 0", ["iter_size must be at least 1, got 0", "1 for one batch"]),
+    (FIXED + "average_loss: 0", ["average_loss must be at least 1, got 0", "1 for none"]),
+    (FIXED + "snapshot: -5", ["snapshot must be non-negative, got -5", "0 for no periodic snapshots"]),
+    ('base_lr: 0.1 lr_policy: "multistep" stepvalue: 500 stepvalue: 300',
+     ["multistep stepvalue must be increasing, got [500, 300]", "in order"]),
+    (FIXED + f"train_net_param {{ {NOISY_NET} }} test_net_param {{ {NOISY_NET} }} "
+     f"test_net_param {{ {NOISY_NET} }} test_iter: 1 test_interval: 1",
+     ["test_iter must be specified once per test network", "(2 test nets, 1 test_iter)",
+      "give one test_iter per test net"]),
+    (FIXED + INLINE_NET + 'test_iter: 1 test_interval: 1 test_state { stage: "a" } test_state { stage: "b" }',
+     ["test_state must be unspecified or specified once per test net", "(1 test nets, 2 test_state)"]),
+    (FIXED + INLINE_NET + "test_iter: 1",
+     ["test nets are defined, so test_interval must be > 0, got 0", "set test_interval, or remove test_iter"]),
+], ids=["no net", "two nets", "type", "HDF5", "regularization", "iter_size", "average_loss", "snapshot",
+        "stepvalue order", "test_iter count", "test_state count", "test_interval"])
+def test_bad_solver_files_are_explained(tmp_path, text, phrases):
+    path = tmp_path / "bad_solver.prototxt"
+    path.write_text(text)
+    with pytest.raises(SolverError) as caught:
+        dualnet.get_solver(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for phrase in phrases:
+        assert phrase in message
 
 
 def test_missing_net_file_names_it(tmp_path):
@@ -289,6 +443,20 @@ layer {{ name: "fc" type: "InnerProduct" bottom: "data" top: "y"
         inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "y" bottom: "label" top: "loss" }}
 """
+
+
+def test_resume_continues_the_test_nets_data_order(tmp_path):
+    # One test batch of 8 per pass does not cover the 50 test records: each pass scores the next 8.
+    text = (f'net_param {{ {npz_net(tmp_path)} }} base_lr: 0.5 lr_policy: "fixed" display: 0 random_seed: 5 '
+            f'test_iter: 1 test_interval: 2 snapshot_prefix: "{tmp_path}/s/npz"')
+    straight = dualnet.get_solver(parse_solver_text(text))
+    straight.step(4)                        # tests at iterations 0 and 2 score records 0-15
+    _, state_path = straight.snapshot()
+    assert [(item.layer, json.loads(item.json)["position"]) for item in read_state(state_path).test_layer_state] \
+        == [("0/d", 16)]
+    resumed = dualnet.get_solver(parse_solver_text(text))
+    resumed.restore(state_path)
+    assert resumed.test(0) == straight.test(0)     # both score records 16-23
 
 
 def test_resume_continues_the_shuffled_data_order_exactly(tmp_path):
