@@ -1,9 +1,12 @@
 """Cutting a net in two: which layers go where, the shapes that cross, and the errors."""
+import re
+
 import numpy as np
 import pytest
 
 import dualnet
 from dualnet import dualnet_pb2 as pb
+from dualnet.dual.launch import build_split
 from dualnet.dual.split import SplitError, best_cut, candidate_cuts, layer_flops, split_net
 from dualnet.io import parse_net_text
 from dual_harness import make_npz, run_pair, solver_param
@@ -116,22 +119,98 @@ def test_best_cut_prefers_fewer_bytes_among_equally_balanced_cuts():
     assert best_cut(rows)[0] == "pool2"
 
 
-def test_split_command_writes_a_pair_that_trains_like_the_automatic_split(tmp_path, chain):
+COMMON = ('base_lr: 0.1 lr_policy: "fixed" momentum: 0.9 display: 0 max_iter: 10 random_seed: 3 '
+          'snapshot_after_train: false snapshot_prefix: "{folder}/s" ')
+
+
+def split_command(tmp_path, capsys, *flags):
+    """`dualnet split` of the chain at pool1 into tmp_path/halves; returns (net path, initial weights, stdout)."""
     net_path = tmp_path / "chain.prototxt"
     net_path.write_text(CHAIN.format(npz=tmp_path / "d.npz"))
     from dualnet.cli import main
 
-    assert main(["split", "--model", str(net_path), "--at", "pool1", "--out", str(tmp_path / "halves")]) == 0
+    capsys.readouterr()
+    assert main(["split", "--model", str(net_path), "--at", "pool1", "--out", str(tmp_path / "halves"), *flags]) == 0
+    printed = capsys.readouterr().out
     weights = tmp_path / "w.caffemodel"
     dualnet.Net(str(net_path), dualnet.TRAIN).save(str(weights))
-    common = (f'base_lr: 0.1 lr_policy: "fixed" momentum: 0.9 display: 0 max_iter: 10 '
-              f'snapshot_after_train: false snapshot_prefix: "{tmp_path}/s" ')
-    automatic = solver_param(common + f'net: "{net_path}" dual_param {{ split_at: "pool1" schedule: LOCKSTEP }}',
-                             tmp_path / "a.prototxt")
-    pair = solver_param(common + f'dual_param {{ split_at: "pool1" schedule: LOCKSTEP '
+    return net_path, str(weights), printed
+
+
+@pytest.mark.parametrize("consistency", ["", "consistency_weight: 0.25",
+                                         "consistency_weight: 0.01 normalize_consistency: true"])
+def test_split_command_writes_a_pair_that_trains_like_the_automatic_split(tmp_path, chain, capsys, consistency):
+    # The file says loss_weight 1, EuclideanLoss; the solver's dual_param decides (net2's z-step is N / w).
+    net_path, weights, _printed = split_command(tmp_path, capsys)
+    common = COMMON.format(folder=tmp_path)
+    automatic = solver_param(common + f'net: "{net_path}" dual_param {{ split_at: "pool1" schedule: LOCKSTEP '
+                             f'{consistency} }}', tmp_path / "a.prototxt")
+    pair = solver_param(common + f'dual_param {{ split_at: "pool1" schedule: LOCKSTEP {consistency} '
                         f'net1: "{tmp_path}/halves/net1.prototxt" net2: "{tmp_path}/halves/net2.prototxt" }}',
                         tmp_path / "b.prototxt")
-    a1, a2 = run_pair(automatic, tmp_path / "a.prototxt", 2, weights=str(weights))
-    b1, b2 = run_pair(pair, tmp_path / "b.prototxt", 2, weights=str(weights))
+    loss = next(l for l in build_split(pair, str(tmp_path / "b.prototxt")).net1.layer if l.name == "consistency_loss")
+    expected_type = "NormalizedEuclideanLoss" if "normalize" in consistency else "EuclideanLoss"
+    assert (loss.type, list(loss.loss_weight)) == (expected_type, [pytest.approx(pair.dual_param.consistency_weight)])
+    said = [line for line in capsys.readouterr().err.splitlines() if "takes the solver's dual_param" in line]
+    assert bool(said) == bool(consistency), said         # logged when the solver changes the file's loss
+    if "0.25" in consistency:
+        assert said[0].endswith("net1.prototxt: consistency loss 'consistency_loss' takes the solver's dual_param: "
+                                "loss_weight 1 -> 0.25 (consistency_weight)"), said
+    a1, a2 = run_pair(automatic, tmp_path / "a.prototxt", 2, weights=weights)
+    b1, b2 = run_pair(pair, tmp_path / "b.prototxt", 2, weights=weights)
     np.testing.assert_array_equal(a1.net.params["conv1"][0].data, b1.net.params["conv1"][0].data)
     np.testing.assert_array_equal(a2.net.params["ip1"][0].data, b2.net.params["ip1"][0].data)
+
+
+def test_a_dual_layer_pair_from_the_split_command_trains_as_its_printed_hint_says(tmp_path, chain, capsys):
+    net_path, weights, printed = split_command(tmp_path, capsys, "--mode", "DUAL_LAYER")
+    hint = re.search(r"to train them: (dual_param \{.*\}) in the solver", printed).group(1)
+    assert "mode: DUAL_LAYER" in hint and "consistency_weight: 0.01" in hint
+    common = COMMON.format(folder=tmp_path)
+    pair = solver_param(common + hint.replace("dual_param { ", "dual_param { schedule: LOCKSTEP "),
+                        tmp_path / "b.prototxt")
+    automatic = solver_param(common + f'net: "{net_path}" dual_param {{ split_at: "pool1" schedule: LOCKSTEP '
+                             'mode: DUAL_LAYER consistency_weight: 0.01 }', tmp_path / "a.prototxt")
+    a1, a2 = run_pair(automatic, tmp_path / "a.prototxt", 2, weights=weights)
+    b1, b2 = run_pair(pair, tmp_path / "b.prototxt", 2, weights=weights)
+    for first, second, name in ((a1, b1, "conv1"), (a1, b1, "ip1_dual"), (a2, b2, "ip1")):
+        for j, blob in enumerate(first.net.params[name]):
+            np.testing.assert_array_equal(blob.data, second.net.params[name][j].data, err_msg=f"{name} param {j}")
+
+
+def test_a_pair_written_for_dual_layer_is_refused_in_admm_mode_naming_the_mode(tmp_path, chain, capsys):
+    split_command(tmp_path, capsys, "--mode", "DUAL_LAYER")
+    param = solver_param(COMMON.format(folder=tmp_path) + f'dual_param {{ split_at: "pool1" '
+                         f'net1: "{tmp_path}/halves/net1.prototxt" net2: "{tmp_path}/halves/net2.prototxt" }}',
+                         tmp_path / "b.prototxt")
+    with pytest.raises(SplitError, match="target Input 'ip1_target', but ADMM at 'pool1' sends 'pool1_target'"):
+        build_split(param, str(tmp_path / "b.prototxt"))
+
+
+def test_split_no_longer_takes_an_unused_phase_flag(tmp_path, chain):
+    from dualnet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["split", "--model", str(tmp_path / "chain.prototxt"), "--suggest", "--phase", "TEST"])
+
+
+@pytest.mark.parametrize("cut,net1_values,net2_values", [
+    # TRAIN batch 8. net1: data 8x1x8x8, label 8, conv1 8x3x6x6 (relu1 in place), pool1 8x3x3x3, plus the
+    # target pool1_target 8x3x3x3 and the scalar consistency loss; net2: its inputs pool1 and label, ip1 8x5,
+    # the scalar loss.
+    ("pool1", 512 + 8 + 864 + 216 + 216 + 1, 216 + 8 + 40 + 1),
+    # net1 computes ip1 (8x5) too, with its target; net2 holds ip1, label and the loss
+    ("ip1", 512 + 8 + 864 + 216 + 40 + 40 + 1, 40 + 8 + 1),
+])
+def test_suggest_reports_each_halfs_activation_bytes(chain, capsys, tmp_path, cut, net1_values, net2_values):
+    rows = {row.blob: row for row in candidate_cuts(chain[0], chain[1])}
+    data_and_diff = 2 * 4                      # float32 data and diff per value
+    assert (rows[cut].net1_bytes, rows[cut].net2_bytes) == (net1_values * data_and_diff, net2_values * data_and_diff)
+    net_path = tmp_path / "chain.prototxt"
+    net_path.write_text(CHAIN.format(npz=tmp_path / "d.npz"))
+    from dualnet.cli import main
+
+    capsys.readouterr()
+    assert main(["split", "--model", str(net_path), "--suggest"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.split()[0] == cut)
+    assert f"{net1_values * data_and_diff:,}" in line.split() and f"{net2_values * data_and_diff:,}" in line.split()

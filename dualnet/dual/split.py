@@ -13,20 +13,26 @@ net1 also gets the consistency loss (TRAIN phase only):
               <L>_dual, and EuclideanLoss (or NormalizedEuclideanLoss) between
               its output and <L's top>_target, which net2 sends back.
 net2 gets force_backward so the gradient reaches its cut input.
+Hand-written halves (split_from_pair; `dualnet split` writes such a pair)
+get the same; a consistency loss net1 already has takes the solver's
+consistency_weight and loss type, since net2's z-step size N / w assumes them.
 
 Shapes come from building the whole net once per phase.
 """
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import dualnet_pb2 as pb
 from ..errors import DualnetError
+from ..log import get_logger
 from ..net import Net, filter_net
 
 ADMM, DUAL_LAYER = pb.DualParameter.ADMM, pb.DualParameter.DUAL_LAYER
 PHASES = (pb.TRAIN, pb.TEST)
 PHASE_NAMES = {pb.TRAIN: "TRAIN", pb.TEST: "TEST"}
+log = get_logger("dualnet.dual")
 
 
 class SplitError(DualnetError):
@@ -140,36 +146,81 @@ def split_net(net_param, cut, mode=ADMM, origin=None, consistency_weight=1.0, no
         silence = net1.layer.add(name="labels_to_net2", type="Silence")
         silence.bottom.extend(labels)
 
-    target_blob, target_shapes = cut, dict(cut_shapes)
-    prediction = cut
+    target_blob, target_shapes, prediction = cut, dict(cut_shapes), cut
     if mode == DUAL_LAYER:
-        if len(first) != 1:
-            raise SplitError(f"{source}: DUAL_LAYER needs exactly one layer reading '{cut}' after the cut, "
-                             f"found {len(first)} ({', '.join(first) or 'none'})")
-        layer = next(l for l in train_layers if l.name == first[0])
-        if len(layer.top) != 1:
-            raise SplitError(f"{source}: DUAL_LAYER copies '{layer.name}', which must have one top")
+        layer, target_shapes = _dual_layer_source(first, train_layers, cut, nets, source)
         target_blob = layer.top[0]
-        target_shapes = {phase: nets[phase].blobs[target_blob].shape for phase in PHASES
-                         if target_blob in nets[phase].blobs}
-        dual = net1.layer.add()
-        dual.CopyFrom(layer)
-        dual.name, dual.top[0] = f"{layer.name}_dual", f"{target_blob}_dual"
-        del dual.include[:]
-        del dual.exclude[:]
-        dual.include.add().phase = pb.TRAIN
-        for spec in dual.param:
-            spec.ClearField("name")           # its own weights, not shared with anything in net1
-        prediction = dual.top[0]
-    target = _input_layer(f"{target_blob}_target", [f"{target_blob}_target"], [target_shapes[pb.TRAIN]], pb.TRAIN)
-    net1.layer.append(target)
-    loss = net1.layer.add(name="consistency_loss", type="NormalizedEuclideanLoss" if normalize else "EuclideanLoss")
+        prediction = _add_dual_layer(net1, layer)
+    _add_consistency(net1, prediction, target_blob, target_shapes[pb.TRAIN], consistency_weight, normalize)
+    return Split(net1, net2, cut, mode, labels, cut_shapes, label_shapes, first, target_blob, target_shapes)
+
+
+def _dual_layer_source(first, layers, cut, nets, source):
+    """net2's one layer L after the cut that DUAL_LAYER copies into net1, and its top's shape per phase."""
+    if len(first) != 1:
+        raise SplitError(f"{source}: DUAL_LAYER needs exactly one layer reading '{cut}' after the cut, "
+                         f"found {len(first)} ({', '.join(first) or 'none'})")
+    layer = next(l for l in layers if l.name == first[0])
+    if len(layer.top) != 1:
+        raise SplitError(f"{source}: DUAL_LAYER copies '{layer.name}', which must have one top")
+    return layer, {phase: nets[phase].blobs[layer.top[0]].shape for phase in PHASES
+                   if layer.top[0] in nets[phase].blobs}
+
+
+def _add_dual_layer(net1, layer):
+    """net1's copy <L>_dual of net2's first layer L (TRAIN only, its own weights); returns its top."""
+    dual = net1.layer.add()
+    dual.CopyFrom(layer)
+    dual.name, dual.top[0] = f"{layer.name}_dual", f"{layer.top[0]}_dual"
+    del dual.include[:]
+    del dual.exclude[:]
+    dual.include.add().phase = pb.TRAIN
+    for spec in dual.param:
+        spec.ClearField("name")           # its own weights, not shared with anything in net1
+    return dual.top[0]
+
+
+def _consistency_type(normalize):
+    return "NormalizedEuclideanLoss" if normalize else "EuclideanLoss"
+
+
+def _add_consistency(net1, prediction, target_blob, target_shape, weight, normalize):
+    """The `<target>_target` Input and the consistency loss between `prediction` and it (TRAIN only)."""
+    net1.layer.append(_input_layer(f"{target_blob}_target", [f"{target_blob}_target"], [target_shape], pb.TRAIN))
+    loss = net1.layer.add(name="consistency_loss", type=_consistency_type(normalize))
     loss.bottom.extend([prediction, f"{target_blob}_target"])
     loss.top.append("consistency_loss")
-    loss.loss_weight.append(consistency_weight)
+    loss.loss_weight.append(weight)
     loss.propagate_down.extend([True, False])
     loss.include.add().phase = pb.TRAIN
-    return Split(net1, net2, cut, mode, labels, cut_shapes, label_shapes, first, target_blob, target_shapes)
+
+
+def _apply_consistency(net1, target_layer, weight, normalize, source):
+    """Give a hand-written (or `dualnet split`-written) consistency loss the solver's weight and type.
+
+    The solver's dual_param is authoritative: net2's z-step size defaults to
+    N / consistency_weight, which reproduces backpropagation only when net1's
+    loss has that same weight.
+    """
+    target = next(l for l in net1.layer if l.name == target_layer)
+    readers = [l for l in net1.layer if set(l.bottom) & set(target.top)]
+    if len(readers) != 1 or readers[0].type not in ("EuclideanLoss", "NormalizedEuclideanLoss"):
+        raise SplitError(f"{source}: net1's target '{target_layer}' must be read by exactly one EuclideanLoss or "
+                         f"NormalizedEuclideanLoss (the consistency loss), found "
+                         f"{', '.join(f'{l.name} ({l.type})' for l in readers) or 'none'}")
+    loss = readers[0]
+    changes = []
+    wanted = _consistency_type(normalize)
+    if loss.type != wanted:
+        changes.append(f"type {loss.type} -> {wanted} (normalize_consistency: {str(normalize).lower()})")
+        loss.type = wanted
+    old_weight = loss.loss_weight[0] if loss.loss_weight else 1.0
+    if old_weight != weight or len(loss.loss_weight) != 1:
+        changes.append(f"loss_weight {old_weight:g} -> {weight:g} (consistency_weight)")
+        del loss.loss_weight[:]
+        loss.loss_weight.append(weight)
+    if changes:
+        log.info("%s: consistency loss '%s' takes the solver's dual_param: %s", source, loss.name, "; ".join(changes))
 
 
 # ---------------------------------------------------------------- costs
@@ -205,27 +256,54 @@ def layer_flops(net):
     return out
 
 
+class Cut(NamedTuple):
+    """One candidate cut and what each half costs per TRAIN iteration."""
+    blob: str
+    net1_flops: int           # forward + backward FLOPs of net1's layers
+    net2_flops: int
+    cut_bytes: int            # the cut blob in float32 (crosses once each way)
+    net1_bytes: int           # activations net1 holds: data + diff (float32) of each of its blobs
+    net2_bytes: int
+
+
+def activation_bytes(train, train_layers, members, cut, labels):
+    """(net1, net2) bytes of activations, data and diff in float32, per TRAIN iteration.
+
+    net1 holds the blobs its layers compute, plus the cut's target and the
+    (scalar) consistency loss that the ADMM split adds; net2 holds its inputs
+    (the cut and the labels) and the blobs its layers compute. A blob is
+    counted once however many in-place layers write it; Caffe's automatic
+    Split copies are not counted.
+    """
+    count = {name: int(np.prod(blob.shape, dtype=np.int64)) for name, blob in train.blobs.items()}
+    net1 = {top for layer in train_layers if layer.name in members for top in layer.top}
+    net2 = {top for layer in train_layers if layer.name not in members for top in layer.top} | {cut, *labels}
+    values1 = sum(count[name] for name in net1) + count[cut] + 1
+    values2 = sum(count[name] for name in net2)
+    return 2 * 4 * values1, 2 * 4 * values2
+
+
 def candidate_cuts(net_param, origin=None):
-    """Every valid cut with its cost: [(blob, net1 FLOPs, net2 FLOPs, cut bytes)], in net order."""
+    """Every valid cut with its costs (a list of Cut, in net order)."""
     nets = _full_nets(net_param, origin)
     train = nets[pb.TRAIN]
     flops = {name: f + b for name, _kind, f, b in layer_flops(train)}
-    train_layers = list(filter_net(net_param, pb.NetState(phase=pb.TRAIN)).layer)
+    total = sum(flops.values())
+    layers = {phase: list(filter_net(net_param, pb.NetState(phase=phase)).layer) for phase in PHASES}
     seen, rows = set(), []
-    for layer in train_layers:
+    for layer in layers[pb.TRAIN]:
         for blob in layer.top:
             if blob in seen or blob not in train.blobs:
                 continue
             seen.add(blob)
             try:
-                for phase in PHASES:
-                    _check_cut(list(filter_net(net_param, pb.NetState(phase=phase)).layer), blob, phase, "")
+                members, labels = _check_cut(layers[pb.TRAIN], blob, pb.TRAIN, "")
+                _check_cut(layers[pb.TEST], blob, pb.TEST, "")
             except SplitError:
                 continue
-            members = net1_layers(train_layers, blob)
             first = sum(cost for name, cost in flops.items() if name in members)
-            total = sum(flops.values())
-            rows.append((blob, first, total - first, int(np.prod(train.blobs[blob].shape)) * 4))
+            rows.append(Cut(blob, first, total - first, int(np.prod(train.blobs[blob].shape)) * 4,
+                            *activation_bytes(train, layers[pb.TRAIN], members, blob, labels)))
     return rows
 
 
@@ -241,16 +319,14 @@ def best_cut(rows, tolerance=0.02):
 
 def split_from_pair(net1, net2, cut, mode=ADMM, origin1=None, origin2=None, consistency_weight=1.0,
                     normalize=False):
-    """A Split from hand-written halves.
+    """A Split from hand-written halves (or halves written by `dualnet split`).
 
-    net1: the data layers and every layer up to the cut blob (the consistency
-    target and loss are added when it does not have a `<cut>_target` Input);
-    net2: an Input layer per phase providing the cut blob and the labels,
-    then the rest of the net.
+    net1: the data layers and every layer up to the cut blob; net2: an Input
+    layer per phase providing the cut blob and the labels, then the rest of
+    the net. The consistency target and loss (and, for DUAL_LAYER, the copy
+    <L>_dual of net2's first layer L) are added when net1 lacks them; a
+    consistency loss net1 has takes the solver's weight and type.
     """
-    if mode == DUAL_LAYER:
-        raise SplitError("DUAL_LAYER copies net2's first layer into net1: let dualnet make the halves "
-                         "(dual_param.split_at with `net:`), or use mode ADMM with a hand-written pair")
     name1 = origin1.path if origin1 is not None and origin1.path else "net1"
     name2 = origin2.path if origin2 is not None and origin2.path else "net2"
     net2 = _copy(net2)
@@ -277,22 +353,31 @@ def split_from_pair(net1, net2, cut, mode=ADMM, origin1=None, origin2=None, cons
         cut_shapes[phase] = n1.blobs[cut].shape
     for phase in PHASES:
         label_shapes[phase] = {name: nets2[phase].blobs[name].shape for name in labels}
+    train2 = list(filter_net(net2, pb.NetState(phase=pb.TRAIN)).layer)
+    first = [l.name for l in train2 if cut in l.bottom and l.type != "Input"]
     net1 = _copy(net1)
-    if not any(layer.name == f"{cut}_target" for layer in net1.layer):
+    target_blob, target_shapes, prediction = cut, dict(cut_shapes), cut
+    if mode == DUAL_LAYER:
+        layer, target_shapes = _dual_layer_source(first, train2, cut, nets2, name2)
+        target_blob = layer.top[0]
+        copy = next((l for l in net1.layer if l.name == f"{layer.name}_dual"), None)
+        prediction = copy.top[0] if copy is not None else None
+    target_layer = f"{target_blob}_target"
+    others = [l.name for l in net1.layer if l.type == "Input" and l.name.endswith("_target") and l.name != target_layer]
+    if others:
+        mode_name = pb.DualParameter.Mode.Name(mode)
+        raise SplitError(f"{name1}: net1 has the target Input '{others[0]}', but {mode_name} at '{cut}' sends "
+                         f"'{target_layer}': was the pair written for the other mode? Set dual_param.mode to match")
+    if any(layer.name == target_layer for layer in net1.layer):
+        _apply_consistency(net1, target_layer, consistency_weight, normalize, name1)
+    else:
+        if prediction is None:
+            prediction = _add_dual_layer(net1, layer)
         if labels:
             silence = net1.layer.add(name="labels_to_net2", type="Silence")
             silence.bottom.extend(labels)
-        net1.layer.append(_input_layer(f"{cut}_target", [f"{cut}_target"], [cut_shapes[pb.TRAIN]], pb.TRAIN))
-        loss = net1.layer.add(name="consistency_loss",
-                              type="NormalizedEuclideanLoss" if normalize else "EuclideanLoss")
-        loss.bottom.extend([cut, f"{cut}_target"])
-        loss.top.append("consistency_loss")
-        loss.loss_weight.append(consistency_weight)
-        loss.propagate_down.extend([True, False])
-        loss.include.add().phase = pb.TRAIN
-    train2 = list(filter_net(net2, pb.NetState(phase=pb.TRAIN)).layer)
-    first = [l.name for l in train2 if cut in l.bottom and l.type != "Input"]
-    return Split(net1, net2, cut, mode, labels, cut_shapes, label_shapes, first, cut, dict(cut_shapes))
+        _add_consistency(net1, prediction, target_blob, target_shapes[pb.TRAIN], consistency_weight, normalize)
+    return Split(net1, net2, cut, mode, labels, cut_shapes, label_shapes, first, target_blob, target_shapes)
 
 
 def _copy(net_param):

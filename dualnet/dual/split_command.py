@@ -3,10 +3,11 @@
     dualnet split --model M --at BLOB --out DIR [--mode ADMM|DUAL_LAYER]
     dualnet split --model M --suggest
 
---suggest prints, for every blob the net can be cut at, the forward+backward
-FLOPs per iteration of each half and the bytes of activations that cross
-per iteration (float32 cut out, float32 target back), then names the cut
-whose larger half is smallest.
+--suggest prints, for every blob the net can be cut at, per TRAIN iteration:
+each half's forward+backward FLOPs, each half's activation bytes (data and
+diff of the blobs it holds, float32; split.activation_bytes) and the bytes
+that cross the cut (float32 cut out, float32 target back); then it names the
+cut whose larger half (in FLOPs) is smallest.
 """
 import os
 
@@ -15,18 +16,30 @@ from google.protobuf import text_format
 from .. import dualnet_pb2 as pb
 from ..errors import DualnetError
 from ..io.text import read_net_param
-from .split import best_cut, candidate_cuts, split_net
+from .split import DUAL_LAYER, best_cut, candidate_cuts, split_net
 
-HEADER = "{:<16} {:>12} {:>12} {:>9} {:>14}"
+HEADER = "{:<16} {:>12} {:>12} {:>15} {:>15} {:>9} {:>14}"
 
 
 def suggestion_table(rows):
-    lines = [HEADER.format("cut", "net1 MFLOP", "net2 MFLOP", "balance", "bytes/iter")]
-    for blob, first, second, cut_bytes in rows:
+    lines = [HEADER.format("cut", "net1 MFLOP", "net2 MFLOP", "net1 act bytes", "net2 act bytes", "balance",
+                           "cut bytes/iter")]
+    for row in rows:
+        first, second = row.net1_flops, row.net2_flops
         balance = min(first, second) / max(first, second) if max(first, second) else 0.0
-        lines.append(HEADER.format(blob, f"{first / 1e6:.1f}", f"{second / 1e6:.1f}", f"{balance:.2f}",
-                                   f"{2 * cut_bytes:,}"))
+        lines.append(HEADER.format(row.blob, f"{first / 1e6:.1f}", f"{second / 1e6:.1f}", f"{row.net1_bytes:,}",
+                                   f"{row.net2_bytes:,}", f"{balance:.2f}", f"{2 * row.cut_bytes:,}"))
     return lines
+
+
+def training_hint(cut, mode, paths):
+    """The dual_param that trains the written pair."""
+    fields = [f'split_at: "{cut}"']
+    if mode == DUAL_LAYER:
+        # DESIGN.md: with weight 1 DUAL_LAYER diverged within a few iterations; 0.01 trained.
+        fields += ["mode: DUAL_LAYER", "consistency_weight: 0.01"]
+    fields += [f'net1: "{paths["net1"]}"', f'net2: "{paths["net2"]}"']
+    return "dual_param { " + " ".join(fields) + " }"
 
 
 def run_split(args):
@@ -38,7 +51,8 @@ def run_split(args):
         for line in suggestion_table(rows):
             print(line)
         best = best_cut(rows)
-        print(f"best balanced cut: {best[0]} (net1 {best[1] / 1e6:.1f} MFLOP, net2 {best[2] / 1e6:.1f} MFLOP "
+        print(f"best balanced cut: {best.blob} (net1 {best.net1_flops / 1e6:.1f} MFLOP and {best.net1_bytes:,} "
+              f"activation bytes, net2 {best.net2_flops / 1e6:.1f} MFLOP and {best.net2_bytes:,} activation bytes "
               "per training iteration)")
         return 0
     if not args.at or not args.out:
@@ -51,10 +65,12 @@ def run_split(args):
         paths[role] = os.path.join(args.out, f"{role}.prototxt")
         with open(paths[role], "w") as handle:
             handle.write(f"# {role} of {args.model} cut at '{args.at}' ({args.mode}), written by dualnet split\n")
+            if role == "net1":
+                handle.write("# consistency_loss: the solver's dual_param sets its loss_weight (consistency_weight) "
+                             "and type (normalize_consistency)\n")
             handle.write(text_format.MessageToString(getattr(split, role)))
     shape = " x ".join(map(str, split.cut_shapes[pb.TRAIN]))
     print(f"wrote {paths['net1']} and {paths['net2']}: '{args.at}' ({shape}) and "
           f"{', '.join(split.label_blobs) or 'no labels'} cross from net1 to net2")
-    print("to train them: dual_param { split_at: \"%s\" net1: \"%s\" net2: \"%s\" } in the solver"
-          % (args.at, paths["net1"], paths["net2"]))
+    print(f"to train them: {training_hint(args.at, mode, paths)} in the solver")
     return 0
