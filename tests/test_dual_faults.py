@@ -151,6 +151,8 @@ def test_a_killed_role_is_detected_and_both_resume_from_the_last_common_snapshot
     assert resume.group(2) == str(solver)
     assert resume.group(3) == str(snapshot_file(folder, "net1", common))
     assert common >= 20 and common % 10 == 0 and common <= int(saved.group(2))
+    assert re.search(rf"\[{survivor_role}\] Peak memory \(RSS\) of {survivor_role}: \d+\.\d MB$", survivor, re.M), \
+        survivor[-3000:]
     for role in ROLES:
         assert read_state(str(snapshot_file(folder, role, common))).iter == common
 

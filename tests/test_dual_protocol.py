@@ -126,6 +126,35 @@ def test_bytes_on_the_wire_for_lenet_pool1():
     assert P.cut_nbytes(POOL1, P.SIGN_BITS) == 64 * 45 * 8 + 64 * 4 == 23296
 
 
+HBNN_NET2 = """
+layer {{ name: "in" type: "Input" top: "cut" input_param {{ shape {{ dim: 6 dim: 5 dim: 3 dim: 3 }} }} }}
+layer {{ name: "hb" type: "HBNNInnerProduct" bottom: "cut" top: "hb"
+        inner_product_param {{ num_output: 7 axis: {axis} weight_filler {{ type: "gaussian" std: 0.3 }} }}
+        hbnn_param {{ binarize_input: true segment_size: 0 }} }}
+"""
+
+
+@pytest.mark.parametrize("axis,exact", [(1, True), (-3, True), (2, False), (-2, False)])
+def test_sign_bits_are_declared_exact_only_when_the_binarising_layer_has_one_scale_per_sample(axis, exact):
+    # HBNNInnerProduct binarises rows of prod(shape[axis:]) inputs, beta = mean |x| per row: one row per
+    # sample only for axis 1 (-3 of 4 axes); the wire carries one scale per sample.
+    import dualnet
+    from dualnet.dual.launch import sign_bits_exact
+    from dualnet.dual.split import Split
+    from dualnet.io import parse_net_text
+
+    param, origin = parse_net_text(HBNN_NET2.format(axis=axis), "net2.prototxt")
+    shapes = {pb.TRAIN: (6, 5, 3, 3), pb.TEST: (6, 5, 3, 3)}
+    assert sign_bits_exact(Split(pb.NetParameter(), param, "cut", 0, [], shapes, {}, ["hb"], "cut")) == exact
+    a = np.abs(np.random.default_rng(5).standard_normal((6, 5, 3, 3))).astype(np.float32) * np.arange(1, 6).reshape(
+        1, 5, 1, 1)                                              # each channel its own mean |a|
+    received = P.decode_cut(dict(P.encode_cut(a, P.SIGN_BITS)), P.SIGN_BITS, a.shape)
+    dualnet.set_random_seed(4)
+    net = dualnet.Net(param, dualnet.TEST, origin=origin)
+    sent, seen = net.forward(cut=a)["hb"].copy(), net.forward(cut=received)["hb"].copy()
+    assert np.array_equal(sent, seen) == exact
+
+
 # ---------------------------------------------------------------------------- round trip
 
 
@@ -220,6 +249,14 @@ def test_a_message_from_the_wrong_role_is_rejected():
 
 def test_an_iteration_outside_the_window_is_rejected():
     expect_rejected(forged(), "iteration 3, expected iteration 5..6", iterations=(5, 6))
+
+
+def test_the_iteration_is_checked_before_the_message_type():
+    # DESIGN.md's order: frame count, signature, iteration, type, dtypes, byte counts. A SNAPSHOT (not
+    # expected) of iteration 3 (outside 5..6) is refused for its iteration.
+    frames = sessions()[0].serialize(P.SNAPSHOT, 3)
+    text = expect_rejected(frames, "iteration 3, expected iteration 5..6", iterations=(5, 6))
+    assert "unexpected now" not in text
 
 
 def test_bye_and_heartbeat_pass_outside_the_iteration_window():

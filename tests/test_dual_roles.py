@@ -5,22 +5,24 @@ wire traffic, a HELLO mismatch stops both roles naming the difference, a role
 refuses the other role's snapshot, and a pair stopped by one side resumes
 exactly where it stopped. Fake peers are bare Links speaking the protocol."""
 import math
-import threading
+import re
 
 import numpy as np
 import pytest
+import zmq
 
 import dualnet
 from dualnet import dualnet_pb2 as pb
+from dualnet.dual import protocol as P
 from dualnet.dual.launch import build_split, hello_for
-from dualnet.dual.protocol import FLOAT32, Expectations, encode_cut, frame_limit
 from dualnet.dual.roles import Net1Role, Net2Role, Wire
-from dualnet.dual.transport import Link, PeerStopped
-from dualnet.errors import DualnetError, PeerError
-from dual_harness import free_address, make_npz, run_pair, solver_param, small_net
+from dualnet.dual.transport import PeerStopped
+from dualnet.errors import DualnetError, NumericalError, PeerError
+from dual_harness import (FakeNet1, FakeNet2, against_fake_peer, free_address, in_threads, make_npz, open_role,
+                          raise_any, run_pair, solver_param, small_net)
+from test_dual_protocol import hmac_frames
 
 MSG = pb.WireHeader
-LINK_OPTIONS = dict(peer_timeout=10.0, heartbeat_interval=0.5)
 
 # conv1 has 32 channels so that the cut, pool1 (8, 32, 4, 4), dwarfs the ids,
 # labels and header that travel with it: the encodings' ratios show in the bytes.
@@ -52,43 +54,6 @@ def dual_solver(files, dual="", cut="pool1", snapshot=0):
     return solver_param(text, path), str(path)
 
 
-def open_role(role, param, source, split, address, weights=None, snapshot=None):
-    """A role's solver (restored from `snapshot` if given) paired over a Link; closes the link on failure."""
-    cls = Net1Role if role == "net1" else Net2Role
-    solver = cls(param, source, split, None, Wire(split, param.dual_param.encoding, role), weights=weights)
-    if snapshot:
-        solver.restore(snapshot)
-    hello = hello_for(role, param, split, solver.iter)
-    options = dict(LINK_OPTIONS, max_message_bytes=frame_limit(hello))
-    link = Link.bind(address, role=role, **options) if role == "net2" else Link.connect(address, role=role, **options)
-    try:
-        link.handshake(hello, timeout=30, expectations=Expectations.from_hello(hello, label_names=split.label_blobs))
-    except BaseException:
-        link.close()
-        raise
-    solver.link = link
-    return solver, link
-
-
-def in_threads(bodies):
-    """Run {name: function()} in threads; returns {name: result or the exception raised}."""
-    out = {}
-
-    def run(name, body):
-        try:
-            out[name] = body()
-        except BaseException as error:  # noqa: B902 - handed to the test
-            out[name] = error
-
-    threads = [threading.Thread(target=run, args=item, daemon=True) for item in bodies.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(t.is_alive() for t in threads), "a role did not finish within 60 s"
-    return out
-
-
 def params_of(solver):
     return {name: [blob.data.copy() for blob in blobs] for name, blobs in solver.net.params.items()}
 
@@ -96,49 +61,18 @@ def params_of(solver):
 # ------------------------------------------------------------------ idempotent requests
 
 
-class FakeNet1:
-    """net1 without a net: sends made-up pool1 activations over a bare Link."""
-
-    def __init__(self, param, split, address):
-        self.hello = hello_for("net1", param, split, 0)
-        self.labels = split.label_blobs
-        self.shape = tuple(split.cut_shapes[pb.TRAIN])
-        self.link = Link.connect(address, role="net1", max_message_bytes=frame_limit(self.hello), **LINK_OPTIONS)
-        self.link.handshake(self.hello, timeout=30,
-                            expectations=Expectations.from_hello(self.hello, label_names=self.labels))
-
-    def batch(self, step):
-        rng = np.random.default_rng(100 + step)
-        a = rng.random(self.shape, dtype=np.float32)
-        labels = {name: rng.integers(0, 4, self.shape[0]).astype(np.float32) for name in self.labels}
-        return a, labels
-
-    def forward(self, step):
-        a, labels = self.batch(step)
-        arrays = dict(encode_cut(a, FLOAT32), ids=np.arange(self.shape[0], dtype=np.int64), **labels)
-        self.link.send(MSG.FORWARD, step, arrays=arrays, phase=pb.TRAIN)
-
-    def target(self):
-        return self.link.recv({MSG.TARGET}, timeout=30)
+def against_fake_peer_of(files, role, peer, steps=2, dual="", **link_options):
+    """`role` of dual_solver(files, dual) trains `steps` iterations against peer(param, split, address)."""
+    _tmp, _net, weights = files
+    param, source = dual_solver(files, dual=dual)
+    split = build_split(param, source)
+    return against_fake_peer(role, param, source, split, lambda address: peer(param, split, address), steps,
+                             weights=weights, **link_options)
 
 
 def net2_against_fake_net1(files, steps_sent):
     """net2 trains 2 iterations on the FORWARDs `steps_sent`; returns (net2, [TARGET messages])."""
-    _tmp, _net, weights = files
-    param, source = dual_solver(files)
-    split = build_split(param, source)
-    address = free_address()
-    net2 = {}
-
-    def net2_body():
-        solver, link = open_role("net2", param, source, split, address, weights=weights)
-        net2["solver"] = solver
-        try:
-            solver.step(2)
-        finally:
-            link.close()
-
-    def net1_body():
+    def net1(param, split, address):
         fake = FakeNet1(param, split, address)
         try:
             for step in steps_sent:
@@ -147,11 +81,8 @@ def net2_against_fake_net1(files, steps_sent):
         finally:
             fake.link.close()
 
-    out = in_threads({"net2": net2_body, "net1": net1_body})
-    for result in out.values():
-        if isinstance(result, BaseException):
-            raise result
-    return net2["solver"], out["net1"]
+    out = raise_any(against_fake_peer_of(files, "net2", net1))
+    return out["net2"], out["net1"]
 
 
 def test_a_duplicate_forward_gets_the_same_target_and_no_second_update(files):
@@ -168,30 +99,9 @@ def test_a_duplicate_forward_gets_the_same_target_and_no_second_update(files):
                                        err_msg=f"net2's {name} param {j}: updated more than once per iteration?")
 
 
-class FakeNet2:
-    """net2 without a net: answers FORWARDs with TARGETs of a given delta over a bare Link."""
-
-    def __init__(self, param, split, address):
-        self.hello = hello_for("net2", param, split, 0)
-        self.shape = tuple(split.target_shapes[pb.TRAIN])
-        self.link = Link.bind(address, role="net2", max_message_bytes=frame_limit(self.hello), **LINK_OPTIONS)
-        self.link.handshake(self.hello, timeout=30,
-                            expectations=Expectations.from_hello(self.hello, label_names=split.label_blobs))
-
-    def answer(self, step, delta):
-        self.link.send(MSG.TARGET, step, arrays={"delta": np.full(self.shape, delta, np.float32)},
-                       values={"loss": 1.0}, phase=pb.TRAIN)
-
-
 def net1_against_fake_net2(files, stale):
     """net1 trains 2 iterations; with `stale`, a second TARGET 0 (another delta) precedes TARGET 1."""
-    _tmp, _net, weights = files
-    param, source = dual_solver(files)
-    split = build_split(param, source)
-    address = free_address()
-    net1 = {}
-
-    def net2_body():
+    def net2(param, split, address):
         fake = FakeNet2(param, split, address)
         try:
             assert fake.link.recv({MSG.FORWARD}, timeout=30).iter == 0
@@ -203,19 +113,7 @@ def net1_against_fake_net2(files, stale):
         finally:
             fake.link.close()
 
-    def net1_body():
-        solver, link = open_role("net1", param, source, split, address, weights=weights)
-        net1["solver"] = solver
-        try:
-            solver.step(2)
-        finally:
-            link.close()
-
-    out = in_threads({"net2": net2_body, "net1": net1_body})
-    for result in out.values():
-        if isinstance(result, BaseException):
-            raise result
-    return net1["solver"]
+    return raise_any(against_fake_peer_of(files, "net1", net2))["net1"]
 
 
 def test_a_stale_target_at_net1_is_ignored(files):
@@ -362,3 +260,143 @@ def test_a_pair_stopped_by_net2_resumes_exactly_where_it_stopped(files):
             for j, data in enumerate(blobs):
                 np.testing.assert_allclose(done[role].net.params[name][j].data, data, rtol=1e-5, atol=1e-6,
                                            err_msg=f"{role} {name} param {j} after resuming at 3")
+
+
+# ------------------------------------------------------------------ a misbehaving or stuck peer never hangs a role
+
+
+class RawNet1:
+    """A net1 that pairs properly, then sends whatever frames the test makes: a bare DEALER with a Session."""
+
+    def __init__(self, param, split, address):
+        self.hello = hello_for("net1", param, split, 0)
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.routing_id = b"net1-raw"      # kept across a reconnection, as Link's net1 does
+        self.socket.connect(address)
+        self.session = P.Session("net1")
+        self.socket.send_multipart(self.session.serialize(P.HELLO, 0, hello=self.hello))
+        assert self.socket.poll(30000), "net2 did not answer HELLO"
+        self.session.key = self.session.deserialize(self.socket.recv_multipart(), {P.WELCOME}).session_key
+        self.session.expectations = P.Expectations.from_hello(self.hello, label_names=split.label_blobs)
+        self.shape = tuple(split.cut_shapes[pb.TRAIN])
+
+    def forward(self, step, header_edit=None):
+        """FORWARD `step` (zeros), re-signed after `header_edit(header)`."""
+        arrays = {"cut": np.zeros(self.shape, np.float32), "ids": np.arange(self.shape[0], dtype=np.int64),
+                  "label": np.zeros(self.shape[0], np.float32)}
+        frames = [bytes(f) for f in self.session.serialize(P.FORWARD, step, arrays, phase=pb.TRAIN)]
+        if header_edit:
+            header = pb.WireHeader.FromString(frames[0])
+            header_edit(header)
+            frames[0] = header.SerializeToString()
+            frames[1] = hmac_frames(self.session.key, frames[0], frames[2:])
+        self.socket.send_multipart(frames)
+
+    def error(self, timeout=60):
+        """The reason of the ERROR net2 sends (anything else before it is skipped)."""
+        while self.socket.poll(int(timeout * 1000)):
+            message = self.session.deserialize(self.socket.recv_multipart(), {P.HEARTBEAT})
+            if message.type == P.ERROR:
+                return message.reason
+        raise AssertionError(f"no ERROR from net2 within {timeout} s")
+
+    def close(self):
+        self.socket.close()
+        self.context.term()
+
+
+def net2_against_raw_net1(files, send, dual="", **link_options):
+    """net2 (cut pool1 (8, 32, 4, 4)) paired with a RawNet1 that runs `send(raw)`;
+    returns (net2's exception, the ERROR reason net1 got)."""
+    def net1(param, split, address):
+        raw = RawNet1(param, split, address)
+        try:
+            send(raw)
+            return raw.error()
+        finally:
+            raw.close()
+
+    out = against_fake_peer_of(files, "net2", net1, dual=dual, **link_options)
+    assert isinstance(out["net2"], PeerError), f"net2 did not stop: {out['net2']!r}"
+    assert isinstance(out["net1"], str), out["net1"]
+    return str(out["net2"]), out["net1"]
+
+
+def _cut_shape(header):
+    cut = next(a for a in header.arrays if a.name == "cut")
+    del cut.shape[:]
+    cut.shape.extend([8, 32, 16, 1])           # the agreed byte count, another shape
+
+
+def test_a_malformed_forward_stops_net2_and_tells_net1_what_was_rejected(files):
+    error, told = net2_against_raw_net1(files, lambda raw: raw.forward(0, _cut_shape),
+                                        peer_timeout=2.0, heartbeat_interval=0.25)
+    for text in (error, told):
+        assert "net2 rejected FORWARD from net1 at 127.0.0.1" in text, text
+        assert "array 'cut' has shape (8, 32, 16, 1), agreed (8, 32, 4, 4)" in text, text
+        assert "no valid message followed within 2 s (peer_timeout)" in text, text
+    assert error == told
+
+
+def test_a_live_peer_that_sends_nothing_stops_net2_after_progress_timeout(files):
+    error, told = net2_against_raw_net1(files, lambda raw: None, dual="progress_timeout: 1")
+    assert error == told
+    assert told.startswith("net2 waited 1 s for FORWARD 0 from net1 at 127.0.0.1"), told
+    assert "progress_timeout" in told
+
+
+def test_messages_beyond_the_staleness_window_stop_net2(files):
+    # LOCKSTEP: net1 has nothing in flight ahead of the FORWARD net2 waits for, so one may come early, not two.
+    def ahead(raw):
+        raw.forward(5)
+        raw.forward(6)
+    error, told = net2_against_raw_net1(files, ahead)
+    assert error == told
+    assert told.startswith("net2 waits for FORWARD 0, but net1 at 127.0.0.1"), told
+    assert "sent 2 other messages first (FORWARD 5, FORWARD 6); at most 1 may arrive early (max_staleness 0)" in told
+
+
+# ------------------------------------------------------------------ logs and warnings
+
+
+def test_net1_logs_the_test_outputs_net2_computes_in_caffes_format(files, dualnet_log):
+    _tmp, _net, weights = files
+    param, source = dual_solver(files)
+    param.test_iter.append(2)
+    param.test_interval = 2
+    run_pair(param, source, 3, weights=weights)
+    caffe = re.compile(r"Test net output #(\d+): (\S+) = ([\.\deE+-]+)")    # Caffe's tools/extra/parse_log.py
+    outputs = {role: [caffe.search(r.getMessage()).groups() for r in dualnet_log.records
+                      if r.threadName == role and caffe.search(r.getMessage())] for role in ("net1", "net2")}
+    # two tests (iterations 0 and 2), each: accuracy and loss, in net2's order and with net2's values
+    assert [name for _k, name, _v in outputs["net1"]] == ["accuracy", "loss"] * 2
+    assert outputs["net1"] == outputs["net2"]
+    assert all(0 <= float(v) <= 1 for _k, name, v in outputs["net1"] if name == "accuracy")
+
+
+@pytest.mark.parametrize("snapshot,warned", [(0, True), (5, False)])
+def test_a_dual_role_without_periodic_snapshots_warns_at_start(files, dualnet_log, snapshot, warned):
+    param, source = dual_solver(files, snapshot=snapshot)
+    split = build_split(param, source)
+    Net1Role(param, source, split, None, Wire(split, param.dual_param.encoding, "net1"))
+    text = dualnet_log.text
+    assert ("snapshot: 0" in text and "kill -9" in text and "set snapshot: N" in text) == warned, text
+
+
+def test_a_non_finite_target_from_net2_is_blamed_on_net2_not_on_base_lr(files):
+    def net2(param, split, address):
+        fake = FakeNet2(param, split, address)
+        try:
+            fake.link.recv({MSG.FORWARD}, timeout=30)
+            fake.answer(0, np.nan)
+        finally:
+            fake.link.close()
+
+    out = against_fake_peer_of(files, "net1", net2, steps=1)
+    assert isinstance(out["net1"], NumericalError), out["net1"]
+    text = str(out["net1"])
+    assert text.startswith("Iteration 0: net1's loss is nan; the target net2 sent back ('pool1_target') is not "
+                           "finite: see net2's log"), text
+    assert "base_lr" not in text

@@ -53,6 +53,7 @@ def test_the_launcher_says_which(dualnet_log, tmp_path):
     param.dual_param.encoding = pb.DualParameter.SIGN_BITS
     for binarize, words in (("true", "exact"), ("false", "lossy")):
         net2, _ = parse_net_text(NET2.format(binarize=binarize), "net2.prototxt")
-        split = Split(pb.NetParameter(), net2, "cut", 0, [], {}, {}, ["hb"], "cut")
+        shapes = {pb.TRAIN: (6, 5, 3, 3), pb.TEST: (6, 5, 3, 3)}
+        split = Split(pb.NetParameter(), net2, "cut", 0, [], shapes, {}, ["hb"], "cut")
         _lossy_warning(split, param)
         assert words in dualnet_log.records[-1].getMessage()

@@ -1,17 +1,28 @@
 """The ADMM state kept by net2: penalty rho and its schedule, the z-step size,
 and the per-sample scaled dual variable u.
 
-Per batch B with cut activations a (as net2 decoded them):
+Per batch B with cut activations a (as net2 decoded them), c = eta rho / N:
     z_0 = a + u_B
-    z_{k+1} = z_k - eta * (grad_z l(f2(z_k)) + (rho / N) (z_k - a - u_B))     k < z_steps
+    z_{k+1} = y_k - eta grad_z l(f2(y_k)),                                    k < z_steps
+        y_k = (z_k + c (a + u_B)) / (1 + c)      the penalty's proximal step;
+                                                 y_0 = z_0 (z_0 - a - u_B = 0)
     target  t = z_K - u_B             (sent back to net1 as the delta z_K - z_0,
                                        so net1 adds it to its own a)
     u_B    += a - z_K                 (only with dual_memory)
-The penalty is written in per-batch-mean units, like the losses. With
-z_steps = 1 the penalty term is zero (z_0 - a - u = 0), so rho matters only
-for z_steps > 1. eta defaults to N / w (w = consistency weight): with u = 0
-and one z-step, net1's consistency gradient w/N (a - t) is then exactly
-backpropagation's gradient at the cut.
+The penalty (rho / 2N) ||z - a - u_B||^2 is in per-batch-mean units, like the
+losses. It is taken implicitly: y_k = argmin_y penalty(y) + ||y - z_k||^2 / (2 eta)
+shrinks z_k - a - u_B by 1 / (1 + c), stable for every rho, where the explicit
+step z_k - eta (rho / N)(z_k - a - u_B) multiplies it by 1 - c and diverges
+once c > 2 (rho > 2w with the default eta). With z_steps = 1 the penalty
+plays no part (y_0 = z_0), so rho matters only for z_steps > 1; as rho grows,
+z_K tends to one gradient step from a + u_B, the z_steps = 1 update.
+eta defaults to N / w (w = consistency weight): with u = 0 and one z-step,
+net1's consistency gradient w/N (a - t) is then exactly backpropagation's
+gradient at the cut.
+
+rho starts at dual_param.rho and is multiplied by rho_growth every
+rho_interval iterations, up to rho_max: iteration i uses
+min(rho * rho_growth ** (i // rho_interval), rho_max).
 """
 import numpy as np
 
@@ -33,10 +44,15 @@ class AdmmState:
         u = np.stack([self.u.get(int(i), np.zeros(self.sample_shape, np.float32)) for i in ids])
         return a + u, u
 
-    def z_step(self, z, grad, a, u):
-        """One z-update; the penalty is (rho/N) (z - a - u)."""
+    def proximal(self, z, a, u):
+        """y = (z + c (a + u)) / (1 + c), c = eta rho / N: the penalty's implicit step from z."""
+        c = self.eta * self.rho / self.batch_size
         anchor = a if u is None else a + u
-        return z - self.eta * (grad + (self.rho / self.batch_size) * (z - anchor))
+        return (z + c * anchor) / (1 + c)
+
+    def gradient_step(self, y, grad):
+        """z = y - eta grad_z l(f2(y))."""
+        return y - self.eta * grad
 
     def finish(self, a, z, ids):
         """u_B += a - z_K (dual_memory only)."""

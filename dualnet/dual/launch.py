@@ -29,6 +29,7 @@ from .. import dualnet_pb2 as pb
 from ..errors import DualnetError, NumericalError, PeerError
 from ..io.solverstate import resolve_snapshot_argument
 from ..io.text import read_net_param
+from ..layer import canonical_axis
 from ..log import GlogFormatter, get_logger
 from ..solver import resolve_path
 from .protocol import Expectations, frame_limit, make_hello
@@ -108,18 +109,30 @@ def _role_logging(role, prefix, quiet):
     return path
 
 
+def sign_bits_exact(split):
+    """True when SIGN_BITS loses nothing: net2's one first layer is an HBNNInnerProduct that binarises
+    its input with one scale per sample, i.e. over inner_product_param.axis 1 (with axis 2, say, each
+    (n, c) row has its own scale, which one scale per sample cannot give)."""
+    if len(split.first_layers) != 1:
+        return False
+    layer = next((l for l in split.net2.layer if l.name == split.first_layers[0]), None)
+    if layer is None or layer.type != "HBNNInnerProduct" or not layer.hbnn_param.binarize_input:
+        return False
+    ndim = len(split.cut_shapes[pb.TRAIN])
+    axis = layer.inner_product_param.axis
+    return -ndim <= axis < ndim and canonical_axis(axis, ndim) == 1
+
+
 def _lossy_warning(split, param):
     if param.dual_param.encoding != pb.DualParameter.SIGN_BITS:
         return
-    layer = next((l for l in split.net2.layer if l.name in split.first_layers), None)
-    exact = (layer is not None and layer.type == "HBNNInnerProduct" and layer.hbnn_param.binarize_input
-             and len(split.first_layers) == 1)
-    if exact:
+    if sign_bits_exact(split):
         log.info("SIGN_BITS at the cut is exact: net2's first layer '%s' binarises its input with one scale "
-                 "per sample", layer.name)
+                 "per sample", split.first_layers[0])
     else:
         log.warning("SIGN_BITS at the cut is lossy here: net2's first layer (%s) does not binarise its input "
-                    "per sample; the activations net2 sees are sign(a) * mean|a|", ", ".join(split.first_layers))
+                    "with one scale per sample (an HBNNInnerProduct with binarize_input and axis 1 does); the "
+                    "activations net2 sees are sign(a) * mean|a|", ", ".join(split.first_layers))
 
 
 def run_role(args, param, role):
@@ -202,11 +215,13 @@ def _train(solver, link, role, args, prefix):
             solver.finish()
             return 0
         solver.snapshot()
+        solver.finish()
         raise DualnetError(f"{stopped.peer} stopped with an error at iteration {stopped.iteration}: "
                            f"{stopped.reason.rstrip('.')}. This side saved {solver.last_snapshot[1]}; "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except PeerError as error:
-        model, state = solver.snapshot()
+        _model, state = solver.snapshot()
+        solver.finish()
         raise DualnetError(f"{str(error).rstrip('.')}. This side saved {state} (iteration {solver.iter}); "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except NumericalError as error:
@@ -214,6 +229,7 @@ def _train(solver, link, role, args, prefix):
             link.send(pb.WireHeader.ERROR, solver.iter, reason=str(error), timeout=FAREWELL_SECONDS)
         except DualnetError:
             pass
+        solver.finish()
         raise
     if role == "net1":
         # net1 drives the end (max_iter or an agreed stop); net2 has nothing to add.

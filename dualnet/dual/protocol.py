@@ -46,9 +46,9 @@ A receiver checks, in this order, before it touches an array buffer:
     3. the header parses and describes one array per array frame
     4. protocol version (for HELLO, WELCOME and REFUSE the Hellos' protocol_version
        is compared instead, so that both sides can say what differs)
-    5. message type: known, sent by the peer's role, allowed in the receiver's state
-    6. sequence increasing; iteration >= 0 and, except for HEARTBEAT, BYE and ERROR,
+    5. sequence increasing; iteration >= 0 and, except for HEARTBEAT, BYE and ERROR,
        within the expected window
+    6. message type: known, sent by the peer's role, allowed in the receiver's state
     7. per array: agreed name, dtype in the allow-list and the agreed one
     8. shape equal to the agreed shape for that type and name
     9. bytes: header nbytes == prod(shape) * itemsize == length of the frame
@@ -481,7 +481,21 @@ class Session:
         if header.protocol_version != PROTOCOL_VERSION and not handshake:
             fail(what, f"it speaks wire protocol version {header.protocol_version}, this dualnet "
                        f"{__version__} speaks {PROTOCOL_VERSION}; install the same dualnet on both hosts")
-        # 5. type
+        # 5. sequence and iteration (a control message's iteration is outside any window)
+        if header.sequence <= self.peer_sequence:
+            fail(what, f"sequence {header.sequence} does not follow {self.peer_sequence}: a replayed "
+                       "or duplicated message")
+        it = header.iter
+        if header.HasField("type") and header.type in CONTROL_TYPES or it < 0:
+            iterations = None
+        if isinstance(iterations, tuple):
+            inside = iterations[0] <= it and (iterations[1] is None or it <= iterations[1])
+        else:
+            inside = it >= 0 if iterations is None else it == iterations
+        if not inside:
+            window = "an iteration >= 0" if iterations is None else f"iteration {_window_text(iterations)}"
+            fail(what, f"it is for iteration {it}, expected {window}")
+        # 6. type
         if not header.HasField("type"):
             fail(what, "unknown message type (a newer or foreign protocol)")
         msg_type = header.type
@@ -493,20 +507,6 @@ class Session:
         accepted = set(allowed) | (STOP_TYPES if self.key else set())
         if msg_type not in accepted:
             fail(what, f"unexpected now (expecting {', '.join(sorted(type_name(t) for t in accepted))})")
-        # 6. sequence and iteration
-        if header.sequence <= self.peer_sequence:
-            fail(what, f"sequence {header.sequence} does not follow {self.peer_sequence}: a replayed "
-                       "or duplicated message")
-        it = header.iter
-        if msg_type in CONTROL_TYPES or it < 0:
-            iterations = None
-        if isinstance(iterations, tuple):
-            inside = iterations[0] <= it and (iterations[1] is None or it <= iterations[1])
-        else:
-            inside = it >= 0 if iterations is None else it == iterations
-        if not inside:
-            window = "an iteration >= 0" if iterations is None else f"iteration {_window_text(iterations)}"
-            fail(what, f"it is for iteration {it}, expected {window}")
         if len(header.values) > MAX_VALUES:
             fail(what, f"{len(header.values)} values, at most {MAX_VALUES} allowed")
         # 7-9. arrays: names, dtypes, shapes, byte counts

@@ -20,8 +20,10 @@ max_staleness batches in flight (net1 forwards batch t+s with weights of
 step t while net2 works), using max_staleness+1 instances of net1 that share
 weights and the data cursor. k1/k2 alternation freezes one side's weights
 while the other trains. Test batches go through both halves (TEST /
-TEST_RESULT); net2 logs the test outputs. Messages are idempotent by step: a
-resent FORWARD gets the cached TARGET, a stale TARGET is ignored.
+TEST_RESULT); both roles log the test outputs in Caffe's format (net1 the
+scalar ones net2 sends back). Messages are idempotent by step: a resent
+FORWARD gets the cached TARGET, a stale TARGET is ignored. A peer that is
+alive but sends nothing valid stops the role (see Wire).
 
 Snapshots on request and stops are agreed so both halves save the same
 iteration: net1 decides. On a request (its own signal, or a SNAPSHOT message
@@ -31,26 +33,29 @@ they reach k; for a stop it sends nothing from k on, finishes the steps in
 flight, saves at k and says BYE{k}, on which net2 saves at k too.
 """
 import collections
+import math
 import resource
+import time
 
 import numpy as np
 
 from .. import dualnet_pb2 as pb
 from .. import random as dn_random
-from ..errors import DualnetError
+from ..errors import DualnetError, NumericalError, PeerError, ProtocolError
 from ..io.solverstate import read_state, resolve_snapshot_argument
 from ..log import get_logger
 from ..net import Net
 from ..solver import Solver, fmt
 from .admm import AdmmState
-from .protocol import decode_cut, encode_cut
+from .protocol import decode_cut, encode_cut, type_name
 from .split import DUAL_LAYER
-from .transport import LinkReset
-from ..errors import ProtocolError
+from .transport import LinkReset, PeerSilent
 
 log = get_logger("dualnet.dual")
 MSG = pb.WireHeader
 LOCKSTEP, PIPELINED = pb.DualParameter.LOCKSTEP, pb.DualParameter.PIPELINED
+PROGRESS_PEER_TIMEOUTS = 10        # progress_timeout 0: this many peer_timeouts
+FAREWELL_SECONDS = 1.0
 
 
 class Wire:
@@ -59,13 +64,22 @@ class Wire:
     net1 keeps each FORWARD / TEST until it is answered, and sends them again
     after a LinkReset (the connection dropped and came back; what was in
     flight may be lost); net2 answers a repeated FORWARD from its cache.
+
+    A live peer cannot hold a role forever (the ZeroMQ guide's Paranoid
+    Pirate): a role that gets no valid message for `progress_timeout` seconds
+    (0: PROGRESS_PEER_TIMEOUTS x peer_timeout), or none within peer_timeout of
+    a message it rejected, sends ERROR saying what it waited for or what it
+    rejected, so that the peer stops too, and raises PeerError (the launcher
+    snapshots and exits 1 with the command to resume).
     """
 
     def __init__(self, split, encoding, role):
         self.split, self.encoding, self.role = split, encoding, role
+        self.progress_timeout = 0.0                     # the role sets dual_param.progress_timeout
         self.accepts = ({MSG.TARGET, MSG.TEST_RESULT, MSG.SNAPSHOT} if role == "net1"
                         else {MSG.FORWARD, MSG.TEST, MSG.SNAPSHOT})
         self.unanswered = collections.OrderedDict()     # (phase, step) -> (kind, arrays)
+        self.rejected = None                            # (what was rejected, the deadline it sets)
 
     def send_cut(self, link, kind, step, a, labels, ids, phase):
         arrays = dict(encode_cut(a, self.encoding))
@@ -83,20 +97,44 @@ class Wire:
     def send(self, link, kind, step, arrays, values, phase=pb.TRAIN, reason=""):
         return link.send(kind, step, arrays=arrays, values=values, phase=phase, reason=reason)
 
-    def receive(self, link):
+    def receive(self, link, waiting_for, iteration):
+        """The next valid message; `waiting_for` ("TARGET 12") and `iteration` word the stop."""
+        limit = self.progress_timeout or PROGRESS_PEER_TIMEOUTS * link.peer_timeout
+        deadline = time.monotonic() + limit
         while True:
+            if self.rejected is not None:
+                deadline = min(deadline, self.rejected[1])
             try:
-                message = link.recv(self.accepts)
+                message = link.recv(self.accepts, timeout=max(0.0, deadline - time.monotonic()))
             except LinkReset as reset:
                 log.warning("%s; sending the %d unanswered message(s) again", reset, len(self.unanswered))
                 for (phase, step), (kind, arrays) in self.unanswered.items():
                     link.send(kind, step, arrays=arrays, phase=phase)
+                deadline = time.monotonic() + limit
                 continue
+            except PeerSilent:
+                if self.rejected is not None:
+                    self.stop_peer(link, iteration, f"{self.role} rejected {self.rejected[0]}, and no valid message "
+                                                    f"followed within {link.peer_timeout:g} s (peer_timeout)")
+                self.stop_peer(link, iteration, f"{self.role} waited {limit:g} s for {waiting_for} from "
+                                                f"{link.peer_name} and no valid message came, though the peer is "
+                                                "alive (raise dual_param.progress_timeout if one iteration of "
+                                                "the peer can take longer)")
             except ProtocolError as error:
                 log.warning("Discarded a message: %s", error)
+                if self.rejected is None:
+                    self.rejected = (str(error), time.monotonic() + link.peer_timeout)
                 continue
             self.unanswered.pop((message.phase, message.iter), None)
             return message
+
+    def stop_peer(self, link, iteration, reason):
+        """Tell the peer why this role stops (ERROR, never waiting long), then raise PeerError."""
+        try:
+            link.send(MSG.ERROR, iteration, reason=reason, timeout=FAREWELL_SECONDS)
+        except DualnetError:
+            pass                    # it is gone or not reading: the PeerError below says why we stop
+        raise PeerError(reason)
 
 
 def role_solver_param(param, net_param, role):
@@ -128,28 +166,47 @@ class DualRole(Solver):
         self._user_request = options.pop("action_request", None)
         options["action_request"] = self._requested
         self.pipeline_depth = self.dual.max_staleness if self.dual.schedule == PIPELINED else 0
+        wire.progress_timeout = self.dual.progress_timeout
         super().__init__(role_solver_param(param, getattr(split, self.role), self.role), source, **options)
         self.train_bytes = [0, 0]           # sent, received by training steps (tests excluded)
+        if not self.param.snapshot:
+            log.warning("snapshot: 0 in %s: %s writes no periodic snapshots, so after a crash or kill -9 the "
+                        "pair can only start again from where this run started (a stop on request or on a "
+                        "peer's death still snapshots); set snapshot: N to resume from a multiple of N",
+                        self.source, self.role)
 
     # ---- messages
-    def _receive(self, kind, step, phase=pb.TRAIN, stale_ok=()):
-        """The message of `kind` for `step`, keeping others that arrive early for later."""
+    def _receive(self, kind, step, phase=pb.TRAIN):
+        """The message of `kind` for `step`, keeping others that arrive early for later.
+
+        At most pipeline_depth + 1 messages are kept: a PIPELINED net1 sends up
+        to max_staleness FORWARDs ahead; more is a misbehaving peer, stopped.
+        """
         for i, message in enumerate(self._pending):
             if message.type == kind and message.iter == step and message.phase == phase:
                 del self._pending[i]
+                self.wire.rejected = None
                 return message
+        waiting_for = f"{type_name(kind)} {step}" + (" (TEST phase)" if phase == pb.TEST else "")
         while True:
-            message = self.wire.receive(self.link)
+            message = self.wire.receive(self.link, waiting_for, self.iter)
             if message.phase == pb.TRAIN and message.type in (MSG.FORWARD, MSG.TARGET):
                 # the peer has finished the iterations before this step (and their snapshots);
                 # a PIPELINED net1 sends FORWARD up to max_staleness iterations ahead of that
                 ahead = self.pipeline_depth if message.type == MSG.FORWARD else 0
                 self.peer_progress = max(self.peer_progress, message.iter // self.param.iter_size - ahead)
             if message.type == kind and message.iter == step and message.phase == phase:
+                self.wire.rejected = None
                 return message
             if self._handle_out_of_order(message, step):
                 continue
             self._pending.append(message)
+            if len(self._pending) > self.pipeline_depth + 1:
+                kept = ", ".join(f"{m.type_name} {m.iter}" for m in self._pending)
+                self.wire.stop_peer(self.link, self.iter, f"{self.role} waits for {waiting_for}, but "
+                                    f"{self.link.peer_name} sent {len(self._pending)} other messages first ({kept}); "
+                                    f"at most {self.pipeline_depth + 1} may arrive early (max_staleness "
+                                    f"{self.pipeline_depth})")
 
     def _handle_out_of_order(self, message, step):
         """True when a message was dealt with (e.g. a duplicate); False keeps it for later."""
@@ -220,6 +277,21 @@ class DualRole(Solver):
 
     def finish(self):
         log.info("Peak memory (RSS) of %s: %.1f MB", self.role, peak_rss_mb())
+
+    def _stop_nonfinite(self, value, net=None, cause=None):
+        """Solver's NaN/Inf stop, unless the first non-finite blob came from the peer (or, in net2,
+        from the z-steps): then that is the cause, and the solver's advice (lower base_lr) is not."""
+        net = net or self.net
+        culprit = net.first_nonfinite()
+        cause = cause or (self._peer_cause(culprit) if culprit else None)
+        if cause is None:
+            return super()._stop_nonfinite(value)
+        kept = f"; the last snapshot is {self.last_snapshot[1]}" if self.last_snapshot else "; no snapshot was written"
+        raise NumericalError(f"Iteration {self.iter}: {self.role}'s loss is {value}; {cause}{kept}")
+
+    def _peer_cause(self, culprit):
+        """Why a non-finite top (layer, blob) is not this role's doing, or None."""
+        return None
 
 
 class Net1Role(DualRole):
@@ -330,7 +402,7 @@ class Net1Role(DualRole):
             for k in range(size):
                 step = self.iter * size + k
                 a = self._draw(self.net, step)
-                total += self._checked(self._finish(self.net, step, a))
+                total += self._checked(self._finish(self.net, step, a), self.net)
             self.in_flight.clear()          # kept until the whole iteration is done: its resume point
             return total / size
         # PIPELINED: keep batches iter .. iter+staleness in flight
@@ -346,16 +418,20 @@ class Net1Role(DualRole):
         if step != self.iter:
             raise DualnetError(f"net1 pipeline out of order: batch {step} at iteration {self.iter}")
         self.net.clear_param_diffs()
-        loss = self._checked(self._finish(net, step, a))
+        loss = self._checked(self._finish(net, step, a), net)
         self.in_flight.popleft()            # answered: no longer this iteration's resume point
         return loss
 
-    def _checked(self, loss):
-        import math
-
+    def _checked(self, loss, net):
         if not math.isfinite(loss):
-            self._stop_nonfinite(loss)
+            self._stop_nonfinite(loss, net)
         return loss
+
+    def _peer_cause(self, culprit):
+        if culprit[0] == self.target_name:
+            return (f"the target net2 sent back ('{culprit[1]}') is not finite: see net2's log (its loss or "
+                    "its z-steps diverged there)")
+        return None
 
     def test(self, index=0):
         log.info("Iteration %d, Testing net (#%d)", self.iter, index)
@@ -367,7 +443,11 @@ class Net1Role(DualRole):
             message = self._receive(MSG.TEST_RESULT, i, pb.TEST)
             for name, value in message.values.items():
                 totals[name] = totals.get(name, 0.0) + value
-        return {name: value / batches for name, value in totals.items()}
+        means = {name: value / batches for name, value in totals.items()}
+        # net2's scalar outputs, in its order, as Caffe logs them (parse_log.py reads these lines)
+        for k, (name, value) in enumerate(means.items()):
+            log.info("    Test net output #%d: %s = %s", k, name, fmt(value))
+        return means
 
     def _layer_states(self):
         states = super()._layer_states()
@@ -475,23 +555,36 @@ class Net2Role(DualRole):
         z = z0
         steps = max(1, self.dual.z_steps)
         saved = [b.diff.copy() for b in net.learnable_params] if steps > 1 else None
-        for s in range(steps):
+        for k in range(steps):
             if saved is not None:
                 for blob, diff in zip(net.learnable_params, saved):
                     blob.diff[...] = diff           # only the last z-step's theta2 gradient counts
-            self._set_inputs(net, z, labels)
+            y = z if k == 0 else self.admm.proximal(z, a, u)    # y_0 = z_0 = a + u
+            self._set_inputs(net, y, labels)
             loss = net.forward_layers()
-            self._check(loss)
+            self._check(loss, k)
             net.backward_layers()
-            z = self.admm.z_step(z, net.blobs[cut].diff, a, u)
+            z = self.admm.gradient_step(y, net.blobs[cut].diff)
+        if not np.isfinite(z).all():
+            self._stop_nonfinite(loss, cause=self._z_cause(steps))
         self.admm.finish(a, z, ids)
         return loss, {"delta": (z - z0).astype(np.float32, copy=False)}
 
-    def _check(self, loss):
-        import math
+    def _check(self, loss, z_step=0):
+        if math.isfinite(loss):
+            return
+        culprit = self.net.first_nonfinite()
+        diverged = culprit is not None and culprit[1] == self.split.cut and z_step > 0
+        self._stop_nonfinite(loss, cause=self._z_cause(z_step) if diverged else None)
 
-        if not math.isfinite(loss):
-            self._stop_nonfinite(loss)
+    def _z_cause(self, steps):
+        return (f"the z-update is not finite after {steps} z-step(s) (z_step_size {self.admm.eta:g}, "
+                f"rho {self.admm.rho:g}): lower z_step_size or z_steps")
+
+    def _peer_cause(self, culprit):
+        if culprit[1] == self.split.cut or culprit[1] in self.split.label_blobs:
+            return f"the '{culprit[1]}' net1 sent is not finite: see net1's log"
+        return None
 
     def test(self, index=0):
         log.info("Iteration %d, Testing net (#%d)", self.iter, index)

@@ -94,6 +94,10 @@ class LinkReset(ProtocolError):
     """The peer's connection dropped and came back: messages in flight may be lost."""
 
 
+class PeerSilent(PeerError):
+    """recv's `timeout` passed: the peer is alive (its heartbeats continue) but sent nothing wanted."""
+
+
 class PeerStopped(PeerError):
     """The peer sent BYE (clean) or ERROR: it stops at `iteration`, for `reason`."""
 
@@ -228,7 +232,9 @@ class Link:
         sock.maxmsgsize = self.max_message_bytes
         sock.heartbeat_ivl = int(self.heartbeat_interval * 1000)
         sock.heartbeat_timeout = int(self.heartbeat_timeout * 1000)
-        sock.heartbeat_ttl = min(int(self.heartbeat_timeout * 1000), MAX_TTL_MS)
+        # The peer drops us after this long without traffic from us; our pings come every interval,
+        # so keep it at two intervals at least, or one late ping would cut a healthy link.
+        sock.heartbeat_ttl = min(int(max(self.heartbeat_timeout, 2 * self.heartbeat_interval) * 1000), MAX_TTL_MS)
         if self.server:
             sock.router_mandatory = 1    # sending to a vanished net1 fails instead of vanishing
             sock.router_handover = 1     # net1's reconnection takes over its routing id
@@ -412,7 +418,7 @@ class Link:
         check is dropped and raises ProtocolError (the link stays usable); a
         dropped-and-restored connection raises LinkReset once; a peer gone for
         `grace` raises PeerError. `timeout` (s) bounds the wait for a live but
-        silent peer (None: as long as it is alive); `iterations` is the
+        silent peer (PeerSilent; None: as long as it is alive); `iterations` is the
         window of protocol.Session.deserialize.
         """
         self._require_paired()
@@ -430,8 +436,8 @@ class Link:
             self._service()
             if deadline is not None and time.monotonic() >= deadline:
                 names = ", ".join(sorted(type_name(t) for t in wanted))
-                raise PeerError(f"no {names} from {self.peer_name} within {timeout:.1f} s (it is alive: its "
-                                f"heartbeats continue); {self._last_text()}")
+                raise PeerSilent(f"no {names} from {self.peer_name} within {timeout:.1f} s (it is alive: its "
+                                 f"heartbeats continue); {self._last_text()}")
             self._poller.poll(self._slice_ms(deadline))
 
     def _deliver(self, message):
