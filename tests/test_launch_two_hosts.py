@@ -69,7 +69,9 @@ def test_both_roles_train_and_their_logs_come_back_tagged(setup):
     assert process.returncode == 0, output
     assert re.search(r"^\[127\.0\.0\.1\] I\d{4} .*\[net1\] Optimization Done\.", output, re.M), output
     assert re.search(r"^\[127\.0\.0\.1\] I\d{4} .*\[net2\] Optimization Done\.", output, re.M), output
-    assert "encrypted" in output or "CURVE" in output or "curve" in output.lower()
+    for role, peer in (("net1", "net2"), ("net2", "net1")):      # --keys: both ends of the link are CurveZMQ
+        assert re.search(rf"\[{role}\] {role} paired with {peer} at \S+ \(CurveZMQ link\)$", output, re.M), output
+    assert "unencrypted" not in output.lower()
     assert (tmp_path / "snaps" / "two_net1_iter_10.solverstate").exists()
     assert (tmp_path / "snaps" / "two_net2_iter_10.solverstate").exists()
 
