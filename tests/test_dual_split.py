@@ -7,7 +7,7 @@ import pytest
 import dualnet
 from dualnet import dualnet_pb2 as pb
 from dualnet.dual.launch import build_split
-from dualnet.dual.split import SplitError, best_cut, candidate_cuts, layer_flops, split_net
+from dualnet.dual.split import MEMORY_HALVES, SplitError, best_cut, candidate_cuts, layer_flops, split_net
 from dualnet.io import parse_net_text
 from dual_harness import make_npz, run_pair, solver_param
 
@@ -112,6 +112,31 @@ def test_suggest_names_the_balanced_cut_of_cnn4():
     rows = candidate_cuts(param, origin)
     assert [r[0] for r in rows][:4] == ["conv1", "pool1", "conv2", "pool2"]
     assert best_cut(rows)[0] == "pool2"
+
+
+def test_suggest_names_the_cut_that_balances_memory_of_cnn4():
+    # cnn4's 28x28 and 14x14 maps sit before pool2, so the FLOP-balanced cut leaves net1 most of the
+    # activations; cutting at pool1 makes the larger half's activation bytes the smallest
+    param, origin = dualnet.io.read_net_param("models/cnn4_train_test.prototxt")
+    rows = {r.blob: r for r in candidate_cuts(param, origin)}
+    assert best_cut(list(rows.values()), halves=MEMORY_HALVES).blob == "pool1"
+    assert max(rows["pool1"].net1_bytes, rows["pool1"].net2_bytes) < rows["pool2"].net1_bytes
+
+
+def test_memory_balance_compares_the_larger_half_of_activation_bytes():
+    rows = [("conv1", 1, 99, 10, 60, 50), ("pool1", 2, 98, 5, 45, 44), ("pool2", 50, 50, 1, 80, 5)]
+    assert best_cut(rows, halves=MEMORY_HALVES)[0] == "pool1"
+    assert best_cut(rows)[0] == "pool2"
+
+
+def test_suggest_prints_the_table_without_the_build_log(capsys):
+    from dualnet.cli import main
+
+    assert main(["split", "--model", "models/cnn4_train_test.prototxt", "--suggest"]) == 0
+    out, err = capsys.readouterr()
+    assert "needs backward computation" not in out + err
+    assert "best balanced cut: pool2" in out
+    assert "cut that balances memory instead: pool1" in out
 
 
 def test_best_cut_prefers_fewer_bytes_among_equally_balanced_cuts():

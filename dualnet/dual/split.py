@@ -307,14 +307,20 @@ def candidate_cuts(net_param, origin=None):
     return rows
 
 
-def best_cut(rows, tolerance=0.02):
-    """The most balanced cut: the smallest larger half; among cuts within
-    `tolerance` of that, the one that sends the fewest bytes."""
+def best_cut(rows, tolerance=0.02, halves=(1, 2)):
+    """The most balanced cut: the smallest larger half, in FLOPs (halves (1, 2),
+    the default) or in activation bytes (halves (4, 5), the memory each half
+    needs); among cuts within `tolerance` of that, the one that sends the
+    fewest bytes."""
     if not rows:
         return None
-    smallest = min(max(row[1], row[2]) for row in rows)
-    close = [row for row in rows if max(row[1], row[2]) <= smallest * (1 + tolerance)]
-    return min(close, key=lambda row: (row[3], max(row[1], row[2])))
+    first, second = halves
+    smallest = min(max(row[first], row[second]) for row in rows)
+    close = [row for row in rows if max(row[first], row[second]) <= smallest * (1 + tolerance)]
+    return min(close, key=lambda row: (row[3], max(row[first], row[second])))
+
+
+MEMORY_HALVES = (4, 5)      # best_cut(rows, halves=MEMORY_HALVES): the cut that balances activation bytes
 
 
 def split_from_pair(net1, net2, cut, mode=ADMM, origin1=None, origin2=None, consistency_weight=1.0,

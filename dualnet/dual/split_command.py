@@ -7,8 +7,10 @@
 each half's forward+backward FLOPs, each half's activation bytes (data and
 diff of the blobs it holds, float32; split.activation_bytes) and the bytes
 that cross the cut (float32 cut out, float32 target back); then it names the
-cut whose larger half (in FLOPs) is smallest.
+cut whose larger half (in FLOPs) is smallest and, when another, the cut whose
+larger half in activation bytes is smallest.
 """
+import logging
 import os
 
 from google.protobuf import text_format
@@ -16,7 +18,7 @@ from google.protobuf import text_format
 from .. import dualnet_pb2 as pb
 from ..errors import DualnetError
 from ..io.text import read_net_param
-from .split import DUAL_LAYER, best_cut, candidate_cuts, split_net
+from .split import DUAL_LAYER, MEMORY_HALVES, best_cut, candidate_cuts, split_net
 
 HEADER = "{:<16} {:>12} {:>12} {:>15} {:>15} {:>9} {:>14}"
 
@@ -45,7 +47,13 @@ def training_hint(cut, mode, paths):
 def run_split(args):
     net_param, origin = read_net_param(args.model)
     if args.suggest:
-        rows = candidate_cuts(net_param, origin)
+        logger = logging.getLogger("dualnet")
+        level = logger.level
+        logger.setLevel(logging.WARNING)        # the table, not the log of building each half
+        try:
+            rows = candidate_cuts(net_param, origin)
+        finally:
+            logger.setLevel(level)
         if not rows:
             raise DualnetError(f"{args.model}: no blob cuts this net into two halves with a loss after the cut")
         for line in suggestion_table(rows):
@@ -54,6 +62,13 @@ def run_split(args):
         print(f"best balanced cut: {best.blob} (net1 {best.net1_flops / 1e6:.1f} MFLOP and {best.net1_bytes:,} "
               f"activation bytes, net2 {best.net2_flops / 1e6:.1f} MFLOP and {best.net2_bytes:,} activation bytes "
               "per training iteration)")
+        lightest = best_cut(rows, halves=MEMORY_HALVES)
+        if lightest.blob != best.blob:
+            # early layers hold the large feature maps: the cut that splits the work evenly
+            # rarely splits the memory evenly, and a net that outgrows one machine needs the latter
+            print(f"cut that balances memory instead: {lightest.blob} (net1 {lightest.net1_bytes:,} and net2 "
+                  f"{lightest.net2_bytes:,} activation bytes; {lightest.net1_flops / 1e6:.1f} and "
+                  f"{lightest.net2_flops / 1e6:.1f} MFLOP)")
         return 0
     if not args.at or not args.out:
         raise DualnetError("dualnet split needs --at BLOB and --out DIR (or --suggest)")
