@@ -185,3 +185,32 @@ def test_reshape_follows_a_new_image_size():
     bottom[0].reshape(4, 3, 7, 6)
     layer.reshape(bottom, top)
     assert top[0].shape == (4, 2, 5, 4)
+
+
+# A batch whose columns exceed COLUMN_BYTES runs in chunks of samples and recomputes each chunk's
+# columns for dW in backward; a small budget makes 5 samples run as chunks of 2, 2 and 1.
+CHUNKED = [("kernel_size: 3 pad: 1", 1), ("kernel_size: 2 stride: 2 group: 2", 2), ("kernel_size: 3", 1)]
+
+
+@pytest.mark.parametrize("extra,group", CHUNKED)
+def test_chunked_forward_matches_the_direct_loop_convolution(monkeypatch, extra, group):
+    import dualnet.layers.convolution as convolution
+
+    x = rng.standard_normal((5, 4, 6, 6))
+    layer, bottom, top = build(conv(4, extra), [x])
+    P = int(np.prod(top[0].shape[2:]))
+    monkeypatch.setattr(convolution, "COLUMN_BYTES", 2 * P * 4 * int(np.prod(layer.kernel)) * x.itemsize)
+    assert layer.samples_per_chunk(x, P) == 2
+    (y,) = forward(layer, bottom, top)
+    geometry = {"kernel_size: 3 pad: 1": ((1, 1), (1, 1)), "kernel_size: 2 stride: 2 group: 2": ((0, 0), (2, 2)),
+                "kernel_size: 3": ((0, 0), (1, 1))}[extra]
+    expected = direct_convolution(x, layer.blobs[0].data, layer.blobs[1].data, *geometry, (1, 1), group)
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("extra,group", CHUNKED)
+def test_chunked_gradient(monkeypatch, extra, group):
+    import dualnet.layers.convolution as convolution
+
+    monkeypatch.setattr(convolution, "COLUMN_BYTES", 1)        # one sample per chunk
+    check_gradient(conv(4, extra), [rng.standard_normal((3, 4, 5, 5))])

@@ -16,6 +16,14 @@ which write (N, O/G, P) directly: one long GEMM with so short an inner
 dimension runs slowly on OpenBLAS (LeNet's conv1, K = 25, P = 576: 2-3x
 faster each way).
 
+Memory: the columns are KH*KW times the input, so a large batch is taken in
+chunks of samples whose columns fit COLUMN_BYTES (32 MiB); a batch that fits
+in one chunk (LeNet's at 64) keeps its columns from forward to backward, a
+larger one recomputes each chunk's columns for dW in backward from the bottom
+data, as Caffe's own backward does (im2col is a copy; the GEMMs dominate).
+Without chunks cnn4 held 490 MB of columns at batch 1024, about half of its
+peak memory.
+
 `axis` is the channel axis: the axes before it are batch axes (N is their
 product), every axis after it is spatial, and kernel_size / pad / stride /
 dilation are given once or once per spatial axis (or as kernel_h/kernel_w,
@@ -65,6 +73,9 @@ def conv_geometry(p, num_spatial):
     if any(d == 0 for d in dilation):
         raise LayerError(f"dilations must be nonzero, got {dilation}")
     return kernel, pad, stride, dilation
+
+
+COLUMN_BYTES = 32 << 20
 
 
 def per_sample_gemm(cols, P):
@@ -140,23 +151,36 @@ class Convolution(ConvolutionBase):
         except ValueError as error:
             raise LayerError(f"{error}; use a smaller kernel or dilation, or more padding") from None
 
+    def group_columns(self, x):
+        """im2col of samples x (n, C, *spatial), one (n*P, K) matrix per group."""
+        return [im2col(x[:, gi], self.kernel, self.pad, self.stride, self.dilation)
+                for gi in self.groups(self.channels)]
+
+    def samples_per_chunk(self, x, P):
+        """Samples per chunk: as many as keep all groups' columns within COLUMN_BYTES (at least 1)."""
+        per_sample = P * self.channels * int(np.prod(self.kernel)) * x.itemsize
+        return max(1, min(x.shape[0], COLUMN_BYTES // per_sample))
+
     def forward(self, bottom, top):
         W = self.blobs[0].data
         for i, (b, t) in enumerate(zip(bottom, top)):
             x = b.data.reshape(self.batch_shape(b.shape, self.channels))
-            cols = [im2col(x[:, gi], self.kernel, self.pad, self.stride, self.dilation)
-                    for gi in self.groups(self.channels)]
             N, P = x.shape[0], int(np.prod(t.shape[self.axis + 1:]))
             y = np.empty((N, self.num_output, P), dtype=x.dtype)
-            for go, c in zip(self.groups(self.num_output), cols):
-                if per_sample_gemm(c, P):
-                    np.matmul(kernel_matrix(W[go]), c.reshape(N, P, -1).transpose(0, 2, 1), out=y[:, go])
-                else:
-                    y[:, go] = (c @ kernel_matrix(W[go]).T).reshape(N, P, -1).transpose(0, 2, 1)
+            step = self.samples_per_chunk(x, P)
+            for s in range(0, N, step):
+                cols = self.group_columns(x[s:s + step])
+                n = cols[0].shape[0] // P
+                for go, c in zip(self.groups(self.num_output), cols):
+                    if per_sample_gemm(c, P):
+                        np.matmul(kernel_matrix(W[go]), c.reshape(n, P, -1).transpose(0, 2, 1),
+                                  out=y[s:s + n, go])
+                    else:
+                        y[s:s + n, go] = (c @ kernel_matrix(W[go]).T).reshape(n, P, -1).transpose(0, 2, 1)
             if self.bias_term:
                 y += self.blobs[1].data[:, None]
             t.data = y.reshape(t.shape)
-            self.cache[i] = cols
+            self.cache[i] = cols if step >= N else None      # None: backward recomputes each chunk's
 
     def backward(self, top, propagate_down, bottom):
         W = self.blobs[0]
@@ -164,23 +188,19 @@ class Convolution(ConvolutionBase):
             cols = self.cache.pop(i)
             if not (propagate_down[i] or any(self.param_propagate_down)):
                 continue
-            P = int(np.prod(t.shape[self.axis + 1:]))
-            N = cols[0].shape[0] // P
+            x = b.data.reshape(self.batch_shape(b.shape, self.channels))
+            N, P = x.shape[0], int(np.prod(t.shape[self.axis + 1:]))
             dy = t.diff.reshape(N, self.num_output, P)
-            per_sample = [per_sample_gemm(c, P) for c in cols]
-            # dy as rows (N*P, O) for the one-GEMM products: contiguous when dx needs it,
-            # else a view of the cheaper (O, N*P) copy.
-            if propagate_down[i]:
-                dy_rows = np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(-1, self.num_output)
-            elif self.param_propagate_down[0] and not all(per_sample):
-                dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2)).reshape(self.num_output, -1).T
+            # dy as rows (N*P, O) for the one-GEMM products: contiguous when dx needs it
+            dy_rows = (np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(-1, self.num_output)
+                       if propagate_down[i] else None)
             if self.param_propagate_down[0]:
-                for go, c, each in zip(self.groups(self.num_output), cols, per_sample):
-                    if each:
-                        dWm = np.matmul(dy[:, go], c.reshape(N, P, -1)).sum(axis=0)
-                    else:
-                        dWm = dy_rows[:, go].T @ c
-                    W.diff[go] += kernel_from_matrix(dWm, W.diff[go].shape)
+                step = N if cols is not None else self.samples_per_chunk(x, P)
+                for s in range(0, N, step):
+                    chunk_cols = cols if cols is not None else self.group_columns(x[s:s + step])
+                    n = chunk_cols[0].shape[0] // P
+                    rows = None if dy_rows is None else dy_rows[s * P:(s + n) * P]
+                    self.add_weight_diff(dy[s:s + n], rows, chunk_cols, P)
             if self.bias_term and self.param_propagate_down[1]:
                 self.blobs[1].diff += dy.sum(axis=0).sum(axis=1)
             if propagate_down[i]:
@@ -190,3 +210,18 @@ class Convolution(ConvolutionBase):
                          for go in self.groups(self.num_output)]
                 dx = parts[0] if self.group == 1 else np.concatenate(parts, axis=1)
                 b.diff = dx.reshape(b.shape)
+
+    def add_weight_diff(self, dy, dy_rows, cols, P):
+        """dWm += dy_g^T cols for n samples: dy (n, O, P); dy_rows its (n*P, O) rows or None."""
+        W = self.blobs[0]
+        n = dy.shape[0]
+        per_sample = [per_sample_gemm(c, P) for c in cols]
+        if dy_rows is None and not all(per_sample):
+            # a view of the cheaper (O, n*P) copy
+            dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2)).reshape(self.num_output, -1).T
+        for go, c, each in zip(self.groups(self.num_output), cols, per_sample):
+            if each:
+                dWm = np.matmul(dy[:, go], c.reshape(n, P, -1)).sum(axis=0)
+            else:
+                dWm = dy_rows[:, go].T @ c
+            W.diff[go] += kernel_from_matrix(dWm, W.diff[go].shape)
