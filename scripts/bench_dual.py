@@ -12,7 +12,9 @@ output (out.log) and role logs (snap_net1.log, snap_net2.log) stay there.
   accuracy  final test accuracy after --iterations iterations (same
             random_seed) of the single net, ADMM LOCKSTEP, ADMM PIPELINED
             (max_staleness 1) and DUAL_LAYER (consistency_weight 0.01, LOCKSTEP;
-            Caffe's weight 1 diverges); the full test set at the last iteration.
+            Caffe's weight 1 diverges), plain and with the normalised
+            consistency loss; the full test set at the last iteration.
+            --variants picks some of them (the ratios need `single`).
             All start from the single net's initial weights (a max_iter 0 run
             saves them; the others get --weights), since the halves of a dual
             net fill their weights from the seed in another order (--init seed:
@@ -27,7 +29,10 @@ output (out.log) and role logs (snap_net1.log, snap_net2.log) stay there.
             medians. Target (cnn4): PIPELINED >= 1.6x the 1-thread single net.
   memory    peak RSS at --memory-batch of the single net (its process's
             ru_maxrss) and of each role ("Peak memory (RSS) of netK" in its log),
-            both schedules; then the largest batch that keeps every process under
+            both schedules, at the net's cut and, when another, at the cut
+            `dualnet split --suggest` names as balancing memory (cnn4: pool1;
+            the FLOP-balanced pool2 leaves net1 most of the large early feature
+            maps); then the largest batch that keeps every process under
             --memory-cap MB (default: the single net's peak at --memory-batch),
             searched by doubling and bisecting with 3-iteration probes. Target:
             the larger role at most 0.6 of the single net.
@@ -44,6 +49,7 @@ short windows, small batches) checks the script in a few minutes.
     python scripts/bench_dual.py --nets cnn4 --parts speed --rounds 5
 """
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -75,12 +81,13 @@ ENCODINGS = ("FLOAT32", "FLOAT16", "SIGN_BITS")
 class NetCase:
     name: str
     solver: str          # the single net's solver, relative to ROOT
-    cut: str
+    cut: str             # the cut --suggest names as balancing the FLOPs
+    memory_cut: str      # the cut --suggest names as balancing the activation bytes
 
 
 NETS = {
-    "lenet": NetCase("lenet", "solvers/lenet_solver.prototxt", "pool1"),
-    "cnn4": NetCase("cnn4", "solvers/cnn4_solver.prototxt", "pool2"),
+    "lenet": NetCase("lenet", "solvers/lenet_solver.prototxt", "pool1", "pool1"),
+    "cnn4": NetCase("cnn4", "solvers/cnn4_solver.prototxt", "pool2", "pool1"),
 }
 
 # The dual runs: (key, row label, dual_param fields)
@@ -88,6 +95,10 @@ LOCKSTEP = ("lockstep", "ADMM LOCKSTEP", dict(mode="ADMM", schedule="LOCKSTEP"))
 PIPELINED = ("pipelined", "ADMM PIPELINED (staleness 1)", dict(mode="ADMM", schedule="PIPELINED", max_staleness=1))
 DUAL_LAYER = ("dual_layer", "DUAL_LAYER (w 0.01, LOCKSTEP)",
               dict(mode="DUAL_LAYER", schedule="LOCKSTEP", consistency_weight=0.01))
+DUAL_LAYER_NORMALIZED = ("dual_layer_normalized", "DUAL_LAYER normalised (w 0.01, LOCKSTEP)",
+                         dict(DUAL_LAYER[2], normalize_consistency=True))
+SINGLE = ("single", "single net", None)
+ACCURACY_VARIANTS = {variant[0]: variant for variant in (SINGLE, LOCKSTEP, PIPELINED, DUAL_LAYER, DUAL_LAYER_NORMALIZED)}
 
 QUICK = dict(iterations=300, rounds=1, speed_window="20,120", memory_batch=256, search_resolution=0.25)
 FULL = dict(iterations=10000, rounds=3, speed_window="100,600", memory_batch=1024, search_resolution=1 / 16)
@@ -105,6 +116,8 @@ def parse_args(argv=None):
                         help="check the script: 300 iterations, 1 round, speed window 20..120, memory batch 256, "
                              "coarse batch search (options given explicitly still win)")
     parser.add_argument("--iterations", type=int, help="accuracy runs: training iterations (default 10000)")
+    parser.add_argument("--variants", default=",".join(ACCURACY_VARIANTS),
+                        help=f"accuracy runs: comma-separated, of: {', '.join(ACCURACY_VARIANTS)} (default all)")
     parser.add_argument("--init", choices=("shared", "seed"), default="shared",
                         help="accuracy runs: start every run from the single net's initial weights (shared, "
                              "default), or let each run fill its own from the solver's random_seed (seed)")
@@ -124,6 +137,7 @@ def parse_args(argv=None):
             setattr(args, key, value)
     args.nets = _choices(args.nets, NETS, "--nets", parser)
     args.parts = _choices(args.parts, PARTS, "--parts", parser)
+    args.variants = _choices(args.variants, ACCURACY_VARIANTS, "--variants", parser)
     try:
         args.window = tuple(int(v) for v in args.speed_window.split(","))
     except ValueError:
@@ -347,7 +361,7 @@ def initial_weights(case, runs):
 
 def bench_accuracy(case, args, runs, report):
     n = args.iterations
-    variants = [("single", "single net", None), LOCKSTEP, PIPELINED, DUAL_LAYER]
+    variants = [ACCURACY_VARIANTS[key] for key in args.variants]
     accuracy = {}
     weights = None
     if args.init == "shared":
@@ -380,7 +394,8 @@ def bench_accuracy(case, args, runs, report):
             report.row(case.name, measure, pct(accuracy[key]), "—", "—", "—", "—")
             continue
         if "single" not in accuracy:
-            report.row(case.name, measure, pct(accuracy[key]), "single net failed", "—", "—", "—")
+            missing = "single net failed" if "single" in args.variants else "single net not run"
+            report.row(case.name, measure, pct(accuracy[key]), missing, "—", "—", "—")
             continue
         diff = 100 * (accuracy[key] - accuracy["single"])
         target = key in ("lockstep", "pipelined")
@@ -463,22 +478,27 @@ class MemoryProbe:
     def __init__(self, case, runs):
         self.case, self.runs, self.cache = case, runs, {}
 
-    def peaks(self, kind, batch):
-        """{'single': MB} or {'net1': MB, 'net2': MB}; RunFailed if the run fails."""
-        if (kind, batch) not in self.cache:
+    def peaks(self, kind, batch, cut=None):
+        """{'single': MB} or {'net1': MB, 'net2': MB} of the pair cut at `cut` (default: the case's);
+        RunFailed if the run fails."""
+        cut = None if kind == "single" else cut or self.case.cut
+        if (kind, batch, cut) not in self.cache:
             dual = {"single": None, "lockstep": LOCKSTEP[2], "pipelined": PIPELINED[2]}[kind]
-            run_dir = self.runs.fresh_dir(self.case.name, "memory", f"{kind}_batch{batch}")
-            solver = self.runs.solver(self.case, run_dir, max_iter=3, display=0, dual=dual, batch=batch)
-            what = f"{self.case.name} memory {kind} batch {batch}"
+            name = f"{kind}_batch{batch}" if cut is None else f"{kind}_{cut}_batch{batch}"
+            run_dir = self.runs.fresh_dir(self.case.name, "memory", name)
+            case = self.case if cut is None else dataclasses.replace(self.case, cut=cut)
+            solver = self.runs.solver(case, run_dir, max_iter=3, display=0, dual=dual, batch=batch)
+            what = f"{self.case.name} memory {name}"
             result = self.runs.train(what, run_dir, solver, threads=1, timeout=1800)
-            self.cache[(kind, batch)] = {"single": result.max_rss_mb} if dual is None else role_peaks(run_dir, what)
-        return self.cache[(kind, batch)]
+            self.cache[(kind, batch, cut)] = ({"single": result.max_rss_mb} if dual is None
+                                              else role_peaks(run_dir, what))
+        return self.cache[(kind, batch, cut)]
 
-    def largest_batch(self, kind, start, cap, resolution):
+    def largest_batch(self, kind, start, cap, resolution, cut=None):
         """The largest batch whose every process stays under `cap` MB, as text ("1536", or ">= 16384"
         when it still fits at MAX_GROWTH times `start`): double from `start`, then bisect."""
         def fits(batch):
-            return max(self.peaks(kind, batch).values()) <= cap
+            return max(self.peaks(kind, batch, cut).values()) <= cap
         if fits(start):
             low, high = start, None
             while high is None:
@@ -512,9 +532,12 @@ def bench_memory(case, args, runs, report):
         report.failure(case.name, f"peak RSS @ batch {batch}, single net", error)
         return
     report.row(case.name, f"peak RSS @ batch {batch}, single net", f"{single:.0f} MB", "—", "—", "—", "—")
-    for kind, label in (("lockstep", "LOCKSTEP"), ("pipelined", "PIPELINED")):
+    cuts = list(dict.fromkeys((case.cut, case.memory_cut)))
+    pairs = [(cut, kind, f"{label} at {cut}") for cut in cuts
+             for kind, label in (("lockstep", "LOCKSTEP"), ("pipelined", "PIPELINED"))]
+    for cut, kind, label in pairs:
         try:
-            peaks = probe.peaks(kind, batch)
+            peaks = probe.peaks(kind, batch, cut)
         except RunFailed as error:
             report.failure(case.name, f"peak RSS @ batch {batch}, pair {label}", error)
             continue
@@ -532,19 +555,20 @@ def bench_memory(case, args, runs, report):
         report.failure(case.name, f"largest batch under {cap:.0f} MB, single net", error)
         return
     report.row(case.name, f"largest batch under {cap:.0f} MB, single net", single_text, "—", "—", "—", "—")
-    for kind, label in (("lockstep", "LOCKSTEP"), ("pipelined", "PIPELINED")):
+    for cut, kind, label in pairs:
         measure = f"largest batch under {cap:.0f} MB, pair {label}"
         try:
-            pair_max, pair_text = probe.largest_batch(kind, max(1, single_max), cap, args.search_resolution)
+            pair_max, pair_text = probe.largest_batch(kind, max(1, single_max), cap, args.search_resolution, cut)
         except RunFailed as error:
             report.failure(case.name, measure, error)
             continue
         ratio = f"{pair_max / single_max:.2f}x" if single_max else "—"
         report.row(case.name, measure, pair_text, f"single {single_text}", ratio,
                    f"— (study: {STUDY_BATCH_RATIO}x)", "—")
-    probes = sorted(probe.cache.items(), key=lambda item: (item[0][0], item[0][1]))
+    probes = sorted(probe.cache.items(), key=lambda item: (item[0][0], item[0][2] or "", item[0][1]))
     report.detail(case.name, "memory probes (batch: peak MB): " + "; ".join(
-        f"{kind} {b}: " + "/".join(f"{v:.0f}" for v in peaks.values()) for (kind, b), peaks in probes))
+        f"{kind}{' at ' + cut if cut else ''} {b}: " + "/".join(f"{v:.0f}" for v in peaks.values())
+        for (kind, b, cut), peaks in probes))
 
 
 def bench_wire(case, args, runs, report):
@@ -600,6 +624,8 @@ def reproduce(args, net, part=None):
         line.append("--quick")
     if "accuracy" in (part or args.parts):
         line.append(f"--iterations {args.iterations}" + (" --init seed" if args.init == "seed" else ""))
+        if args.variants != list(ACCURACY_VARIANTS):
+            line.append(f"--variants {','.join(args.variants)}")
     if "speed" in (part or args.parts):
         line.append(f"--rounds {args.rounds} --speed-window {args.window[0]},{args.window[1]}")
     if "memory" in (part or args.parts):
