@@ -171,6 +171,17 @@ def test_pack_command_writes_a_file_that_computes_the_same_and_reports_its_size(
     np.testing.assert_array_equal(loaded.forward(data=x)["out"], outputs)  # alpha (.) sign(W) binarises to itself
 
 
+def test_pack_command_names_a_missing_weights_file_before_building_the_net(tmp_path, capsys):
+    from dualnet.cli import main
+
+    missing = str(tmp_path / "trained.caffemodel")
+    assert main(["pack", "--model", "models/lenet_hbnn_train_test.prototxt", "--weights", missing,
+                 "--out", str(tmp_path / "p.caffemodel")]) == 1
+    _out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [f"dualnet: error: {missing}: no such weights file; "
+                                         "pass the trained .caffemodel to pack"]
+
+
 def test_pack_command_refuses_a_model_without_hbnn_layers(tmp_path):
     from dualnet.errors import DualnetError
     from dualnet.hbnn.pack_command import pack_model

@@ -12,6 +12,8 @@ to <prefix>_iter_N.packed.caffemodel beside the float .caffemodel that resuming 
 (save_packed_snapshot). Every packed save logs its size against float32
 (dualnet.io.caffemodel.save_net).
 """
+import os
+
 from ..errors import DualnetError
 
 PACKED_SUFFIX = ".packed.caffemodel"
@@ -33,6 +35,8 @@ def pack_model(model, weights, out):
     from ..io.caffemodel import encode_net
     from ..net import Net
 
+    if weights is not None and not os.path.isfile(weights):     # before building and logging the net
+        raise DualnetError(f"{weights}: no such weights file; pass the trained .caffemodel to pack")
     net = Net(model, pb.TEST, weights=weights)
     packed_layers = [name for name, layer in net.layer_dict.items() if hasattr(layer, "packed_blob")]
     if not packed_layers:
