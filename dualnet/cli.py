@@ -130,7 +130,7 @@ class SignalActions:
         so a Ctrl-C arriving while the process exits (a second one, or one sent to both roles of a
         pair after they agreed to stop) would kill it and turn a clean exit into status 130."""
         for sig in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
-            if sig is not None and getattr(signal.getsignal(sig), "__self__", None).__class__ is SignalActions:
+            if sig is not None and isinstance(getattr(signal.getsignal(sig), "__self__", None), SignalActions):
                 signal.signal(sig, signal.SIG_IGN)
 
 
@@ -254,12 +254,8 @@ def cmd_info(_args):
     return 0
 
 
-def cmd_pack(args):
-    return pack_main(args)
-
-
 COMMANDS = {"train": cmd_train, "test": cmd_test, "time": cmd_time, "split": cmd_split,
-            "keys": cmd_keys, "plot": cmd_plot, "info": cmd_info, "pack": cmd_pack}
+            "keys": cmd_keys, "plot": cmd_plot, "info": cmd_info, "pack": pack_main}
 
 
 def main(argv=None):

@@ -203,6 +203,13 @@ def _resume_text(args, prefix, iteration):
 def _train(solver, link, role, args, prefix):
     solver.start_iter = solver.iter
     try:
+        return _train_until_stop(solver, link, role, args, prefix)
+    finally:
+        solver.finish()            # peak memory, however the role stops
+
+
+def _train_until_stop(solver, link, role, args, prefix):
+    try:
         solver.solve()
     except PeerStopped as stopped:
         if stopped.clean:
@@ -212,16 +219,13 @@ def _train(solver, link, role, args, prefix):
                 log.warning("%s is at iteration %d, %s at %d: resume from a common snapshot", role, solver.iter,
                             stopped.peer, stopped.iteration)
             solver.snapshot()
-            solver.finish()
             return 0
         solver.snapshot()
-        solver.finish()
         raise DualnetError(f"{stopped.peer} stopped with an error at iteration {stopped.iteration}: "
                            f"{stopped.reason.rstrip('.')}. This side saved {solver.last_snapshot[1]}; "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except PeerError as error:
         _model, state = solver.snapshot()
-        solver.finish()
         raise DualnetError(f"{str(error).rstrip('.')}. This side saved {state} (iteration {solver.iter}); "
                            f"{_resume_text(args, prefix, _last_common_snapshot(solver))}") from None
     except NumericalError as error:
@@ -229,7 +233,6 @@ def _train(solver, link, role, args, prefix):
             link.send(pb.WireHeader.ERROR, solver.iter, reason=str(error), timeout=FAREWELL_SECONDS)
         except DualnetError:
             pass
-        solver.finish()
         raise
     if role == "net1":
         # net1 drives the end (max_iter or an agreed stop); net2 has nothing to add.
@@ -239,7 +242,6 @@ def _train(solver, link, role, args, prefix):
                       timeout=FAREWELL_SECONDS)
         except DualnetError:
             pass            # net2 has finished and closed its end already
-    solver.finish()
     return 0
 
 
