@@ -3,7 +3,11 @@
 `data` and `diff` are NumPy arrays of the same shape (float32 in nets,
 float64 in gradient checks). Layers may write into them in place or assign a
 new array of the blob's shape; `reshape` reallocates only when the shape
-changes.
+changes. A layer that computes a whole new top (or bottom diff) asks for
+`output_data()` (`output_diff()`): the blob's current array when it can take
+the result, as Caffe's layers write their tops in place, so a large blob is
+not held twice while its next value is computed. Like Caffe's, an array read
+from a blob is overwritten by the next pass; copy what must outlive it.
 """
 import numpy as np
 
@@ -43,6 +47,20 @@ class Blob:
             self.data = np.zeros(shape, dtype=self.data.dtype)
             self.diff = np.zeros(shape, dtype=self.diff.dtype)
 
+    def output_data(self, *reads):
+        """The array to compute this blob's next data into from the arrays `reads`, in their
+        dtype (see the module docstring)."""
+        if not _can_take(self.data, self.data.shape, reads):
+            self.data = np.empty(self.data.shape, dtype=_result_type(self.data, reads))
+        return self.data
+
+    def output_diff(self, *reads):
+        """The array to compute this blob's next diff into from the arrays `reads`, in their
+        dtype (see the module docstring)."""
+        if not _can_take(self.diff, self.data.shape, reads):
+            self.diff = np.empty(self.data.shape, dtype=_result_type(self.diff, reads))
+        return self.diff
+
     def reshape_like(self, other):
         self.reshape(other.shape)
 
@@ -76,3 +94,15 @@ class Blob:
 
     def __repr__(self):
         return f"Blob(shape={self.shape}, dtype={self.dtype})"
+
+
+def _result_type(array, reads):
+    return np.result_type(*reads) if reads else array.dtype
+
+
+def _can_take(array, shape, reads):
+    """Whether a layer may overwrite `array` with a result of `shape` computed from `reads`: it
+    has that shape and their dtype, is C-contiguous and writeable, and shares no memory with them."""
+    return (array.shape == shape and array.dtype == _result_type(array, reads)
+            and array.flags.c_contiguous and array.flags.writeable
+            and not any(np.may_share_memory(array, other) for other in reads))

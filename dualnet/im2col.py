@@ -141,8 +141,9 @@ def im2col(x, kernel, pad=0, stride=1, dilation=1, channels_last=True):
     return cols.reshape(taps * C, rows).T
 
 
-def _accumulate(blocks, g, dtype):
-    """Sum (offset, block) pairs, block (N, *O, C), onto the padded input; returns (N, C, *S).
+def _accumulate(blocks, g, dtype, out=None):
+    """Sum (offset, block) pairs, block (N, *O, C), onto the padded input; returns (N, C, *S),
+    written into `out` when given.
 
     Channels-last accumulation: with stride 1 every add moves runs of OW*C
     contiguous values.
@@ -150,7 +151,11 @@ def _accumulate(blocks, g, dtype):
     acc = np.zeros((g.N,) + g.padded + (g.C,), dtype=dtype)
     for offset, block in blocks:
         acc[(slice(None),) + g.tap(offset)] += block
-    return np.ascontiguousarray(np.moveaxis(acc[(slice(None),) + g.interior()], -1, 1))
+    interior = np.moveaxis(acc[(slice(None),) + g.interior()], -1, 1)
+    if out is None:
+        return np.ascontiguousarray(interior)
+    np.copyto(out, interior)
+    return out
 
 
 def col2im(columns, input_shape, kernel, pad=0, stride=1, dilation=1, channels_last=True):
@@ -166,12 +171,13 @@ def col2im(columns, input_shape, kernel, pad=0, stride=1, dilation=1, channels_l
     return _accumulate(blocks, g, columns.dtype)
 
 
-def conv_transpose(rows, weights, input_shape, pad=0, stride=1, dilation=1):
+def conv_transpose(rows, weights, input_shape, pad=0, stride=1, dilation=1, out=None):
     """col2im(rows @ kernel_matrix(weights)) without building the columns.
 
     rows: (N*prod(O), F), one row of F filter responses per output position
     (e.g. a convolution's output gradient); weights: (F, C, *K); returns an
-    array of input_shape (N, C, *S). This is a convolution's input gradient
+    array of input_shape (N, C, *S), or writes it into `out` (any array of that
+    shape, e.g. a view of a larger one). This is a convolution's input gradient
     and a Deconvolution's forward pass: one small GEMM per kernel offset,
     whose (N*prod(O), C) result is added into the input while still in cache.
     """
@@ -188,7 +194,7 @@ def conv_transpose(rows, weights, input_shape, pad=0, stride=1, dilation=1):
             np.matmul(rows, stack[k], out=product)
             yield offset, product.reshape((g.N,) + g.out + (C,))
 
-    return _accumulate(blocks(), g, dtype)
+    return _accumulate(blocks(), g, dtype, out)
 
 
 def kernel_matrix(w, channels_last=True):

@@ -107,6 +107,12 @@ class Layer:
     auto_top_blobs = False
     # Loss weight of each top when the prototxt gives none (loss layers: 1 for top 0).
     default_loss_weight = 0.0
+    # Whether every array this layer leaves in its tops is its own: one it computed into
+    # (Blob.output_data), never an array shared with another blob (Split, Reshape and
+    # Input tops are shared). The Net lets an in-place layer after such a layer
+    # overwrite its bottom; it sets `overwrite_bottom` on that layer.
+    owns_tops = False
+    overwrite_bottom = False
 
     def __init__(self, param, phase=pb.TRAIN, source_dir=None):
         self.param = param

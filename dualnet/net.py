@@ -256,6 +256,7 @@ class Net:
         self.params_weight_decay = []
         self._params_given = []          # per learnable param: [lr_mult given, decay_mult given]
         available = OrderedDict()
+        writer = {}                      # blob name -> the layer that last wrote it
         blob_needs_grad = {}
         bottom_need_backward = []
         layer_need_backward = []
@@ -306,12 +307,15 @@ class Net:
             for j, name in enumerate(top_names):
                 if j < len(param.bottom) and param.bottom[j] == name:
                     blob = bottoms[j]          # in place
+                    # no other blob holds the array when the layer before made it
+                    layer.overwrite_bottom = getattr(writer.get(name), "owns_tops", False)
                 elif name in self.blobs:
                     self._fail(param, f"top blob '{name}' is produced by more than one layer", field=("top", j))
                 else:
                     blob = Blob()
                     self.blobs[name] = blob
                 tops.append(blob)
+                writer[name] = layer
                 if not name.startswith(f"({param.name} automatic"):
                     available[name] = blob
             if param.type == "Input":

@@ -192,15 +192,21 @@ def test_reshape_follows_a_new_image_size():
 CHUNKED = [("kernel_size: 3 pad: 1", 1), ("kernel_size: 2 stride: 2 group: 2", 2), ("kernel_size: 3", 1)]
 
 
-@pytest.mark.parametrize("extra,group", CHUNKED)
-def test_chunked_forward_matches_the_direct_loop_convolution(monkeypatch, extra, group):
+def two_samples_a_chunk(monkeypatch, extra, x):
+    """Build the layer with a column budget of two samples of x; returns (layer, bottom, top)."""
     import dualnet.layers.convolution as convolution
 
-    x = rng.standard_normal((5, 4, 6, 6))
     layer, bottom, top = build(conv(4, extra), [x])
     P = int(np.prod(top[0].shape[2:]))
     monkeypatch.setattr(convolution, "COLUMN_BYTES", 2 * P * 4 * int(np.prod(layer.kernel)) * x.itemsize)
     assert layer.samples_per_chunk(x, P) == 2
+    return layer, bottom, top
+
+
+@pytest.mark.parametrize("extra,group", CHUNKED)
+def test_chunked_forward_matches_the_direct_loop_convolution(monkeypatch, extra, group):
+    x = rng.standard_normal((5, 4, 6, 6))
+    layer, bottom, top = two_samples_a_chunk(monkeypatch, extra, x)
     (y,) = forward(layer, bottom, top)
     geometry = {"kernel_size: 3 pad: 1": ((1, 1), (1, 1)), "kernel_size: 2 stride: 2 group: 2": ((0, 0), (2, 2)),
                 "kernel_size: 3": ((0, 0), (1, 1))}[extra]
@@ -214,3 +220,11 @@ def test_chunked_gradient(monkeypatch, extra, group):
 
     monkeypatch.setattr(convolution, "COLUMN_BYTES", 1)        # one sample per chunk
     check_gradient(conv(4, extra), [rng.standard_normal((3, 4, 5, 5))])
+
+
+@pytest.mark.parametrize("extra,group", CHUNKED)
+def test_chunked_gradient_with_a_shorter_last_chunk(monkeypatch, extra, group):
+    # dx is written chunk by chunk into the bottom's diff: chunks of 2, 2 and 1 samples
+    x = rng.standard_normal((5, 4, 5, 5))
+    two_samples_a_chunk(monkeypatch, extra, x)
+    check_gradient(conv(4, extra), [x])

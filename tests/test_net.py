@@ -257,6 +257,40 @@ def test_an_in_place_layer_works_on_its_bottom_blob():
     assert np.allclose(net.params["fc"][1].diff, mask.sum(axis=0))
 
 
+def test_an_in_place_relu_after_a_layer_that_owns_its_top_overwrites_that_array():
+    # Caffe's in-place ReLU writes into its bottom: the blob is held once, and the next
+    # forward and backward write into the same data and diff arrays again.
+    net = net_from(data() + ip("fc", "data", 2, top="h") + relu("act", "h", "h", "loss_weight: 1"))
+    assert net.layer_dict["act"].overwrite_bottom
+    W, b = np.array([[1, 1, 1], [-1, 0, 1]], np.float32), np.array([0, 0.5], np.float32)
+    set_params(net, "fc", W, b)
+    net.forward(data=X)
+    net.backward()
+    h_data, h_diff = net.blobs["h"].data, net.blobs["h"].diff
+    net.forward(data=-X)
+    net.backward()
+    assert net.blobs["h"].data is h_data and net.blobs["h"].diff is h_diff
+    pre = -X @ W.T + b
+    assert np.array_equal(h_data, np.maximum(pre, 0))
+    assert np.array_equal(h_diff, (pre > 0).astype(np.float32))
+
+
+def test_an_in_place_relu_on_an_explicit_split_top_leaves_the_other_top_alone():
+    # The Split's tops share one array: the ReLU must write a new one, or 'b' would read relu(h).
+    text = (data() + ip("fc", "data", 2, top="h")
+            + 'layer { name: "fork" type: "Split" bottom: "h" top: "h1" top: "h2" }\n'
+            + relu("act", "h1", "h1") + ip("b", "h2", 1, bias=False))
+    net = net_from(text)
+    assert not net.layer_dict["act"].overwrite_bottom
+    W = np.array([[1, 1, 1], [-1, 0, 1]], np.float32)
+    set_params(net, "fc", W, np.zeros(2, np.float32))
+    set_params(net, "b", np.array([[1, 1]], np.float32))
+    out = net.forward(data=X)
+    pre = X @ W.T                          # [[-0.5, -0.5], [2.25, -4]]
+    assert np.array_equal(net.blobs["h1"].data, np.maximum(pre, 0))
+    assert np.array_equal(out["b"], pre.sum(axis=1, keepdims=True))
+
+
 def test_top_shapes_are_inferred_when_the_net_is_built():
     net = net_from(data(shape=(2, 3, 4, 5)) + ip("fc", "data", 6)
                    + 'layer { name: "flat" type: "Flatten" bottom: "data" top: "flat" }\n')

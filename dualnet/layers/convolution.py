@@ -20,9 +20,10 @@ Memory: the columns are KH*KW times the input, so a large batch is taken in
 chunks of samples whose columns fit COLUMN_BYTES (32 MiB); a batch that fits
 in one chunk (LeNet's at 64) keeps its columns from forward to backward, a
 larger one recomputes each chunk's columns for dW in backward from the bottom
-data, as Caffe's own backward does (im2col is a copy; the GEMMs dominate).
-Without chunks cnn4 held 490 MB of columns at batch 1024, about half of its
-peak memory.
+data, as Caffe's own backward does (im2col is a copy; the GEMMs dominate),
+and computes dx chunk by chunk into the bottom's diff. Without chunks cnn4
+held 490 MB of columns at batch 1024, about half of its peak memory; without
+dx chunks its conv2 backward held three copies of conv2's output gradient.
 
 `axis` is the channel axis: the axes before it are batch axes (N is their
 product), every axis after it is spatial, and kernel_size / pad / stride /
@@ -144,6 +145,7 @@ class ConvolutionBase(Layer):
 @register("Convolution")
 class Convolution(ConvolutionBase):
     reverse = False
+    owns_tops = True
 
     def output_spatial(self, spatial):
         try:
@@ -166,7 +168,7 @@ class Convolution(ConvolutionBase):
         for i, (b, t) in enumerate(zip(bottom, top)):
             x = b.data.reshape(self.batch_shape(b.shape, self.channels))
             N, P = x.shape[0], int(np.prod(t.shape[self.axis + 1:]))
-            y = np.empty((N, self.num_output, P), dtype=x.dtype)
+            y = t.output_data(x, W).reshape(N, self.num_output, P)
             step = self.samples_per_chunk(x, P)
             for s in range(0, N, step):
                 cols = self.group_columns(x[s:s + step])
@@ -179,7 +181,6 @@ class Convolution(ConvolutionBase):
                         y[s:s + n, go] = (c @ kernel_matrix(W[go]).T).reshape(n, P, -1).transpose(0, 2, 1)
             if self.bias_term:
                 y += self.blobs[1].data[:, None]
-            t.data = y.reshape(t.shape)
             self.cache[i] = cols if step >= N else None      # None: backward recomputes each chunk's
 
     def backward(self, top, propagate_down, bottom):
@@ -191,25 +192,22 @@ class Convolution(ConvolutionBase):
             x = b.data.reshape(self.batch_shape(b.shape, self.channels))
             N, P = x.shape[0], int(np.prod(t.shape[self.axis + 1:]))
             dy = t.diff.reshape(N, self.num_output, P)
-            # dy as rows (N*P, O) for the one-GEMM products: contiguous when dx needs it
-            dy_rows = (np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(-1, self.num_output)
-                       if propagate_down[i] else None)
-            if self.param_propagate_down[0]:
-                step = N if cols is not None else self.samples_per_chunk(x, P)
-                for s in range(0, N, step):
-                    chunk_cols = cols if cols is not None else self.group_columns(x[s:s + step])
-                    n = chunk_cols[0].shape[0] // P
-                    rows = None if dy_rows is None else dy_rows[s * P:(s + n) * P]
-                    self.add_weight_diff(dy[s:s + n], rows, chunk_cols, P)
+            dx = b.output_diff(dy, W.data).reshape(x.shape) if propagate_down[i] else None
+            step = N if cols is not None else self.samples_per_chunk(x, P)
+            for s in range(0, N, step):
+                n = min(step, N - s)
+                # dy as rows (n*P, O) for the one-GEMM products: contiguous when dx needs it
+                rows = (np.ascontiguousarray(dy[s:s + n].transpose(0, 2, 1)).reshape(-1, self.num_output)
+                        if dx is not None else None)
+                if self.param_propagate_down[0]:
+                    self.add_weight_diff(dy[s:s + n], rows, cols or self.group_columns(x[s:s + n]), P)
+                if dx is not None:
+                    shape = self.group_shape((n,) + x.shape[1:])
+                    for go, gi in zip(self.groups(self.num_output), self.groups(self.channels)):
+                        conv_transpose(rows[:, go], W.data[go], shape, self.pad, self.stride, self.dilation,
+                                       out=dx[s:s + n, gi])
             if self.bias_term and self.param_propagate_down[1]:
                 self.blobs[1].diff += dy.sum(axis=0).sum(axis=1)
-            if propagate_down[i]:
-                x_shape = self.batch_shape(b.shape, self.channels)
-                parts = [conv_transpose(dy_rows[:, go], W.data[go], self.group_shape(x_shape),
-                                        self.pad, self.stride, self.dilation)
-                         for go in self.groups(self.num_output)]
-                dx = parts[0] if self.group == 1 else np.concatenate(parts, axis=1)
-                b.diff = dx.reshape(b.shape)
 
     def add_weight_diff(self, dy, dy_rows, cols, P):
         """dWm += dy_g^T cols for n samples: dy (n, O, P); dy_rows its (n*P, O) rows or None."""

@@ -14,6 +14,7 @@ from ..layer import Layer, canonical_axis, register
 
 @register("InnerProduct")
 class InnerProduct(Layer):
+    owns_tops = True
     exact_num_bottom = 1
     exact_num_top = 1
 
@@ -46,10 +47,10 @@ class InnerProduct(Layer):
     def forward(self, bottom, top):
         x = bottom[0].data.reshape(-1, self.K)
         W = self.blobs[0].data
-        y = x @ W if self.transpose else x @ W.T
+        y = top[0].output_data(x, W).reshape(-1, self.num_output)
+        np.matmul(x, W if self.transpose else W.T, out=y)
         if self.bias_term:
             y += self.blobs[1].data
-        top[0].data = y.reshape(top[0].shape)
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff.reshape(-1, self.num_output)

@@ -48,6 +48,7 @@ def _pair(p, name, h, w):
 
 @register("Pooling")
 class Pooling(Layer):
+    owns_tops = True
     exact_num_bottom = 1
     min_top = 1
     max_top = 2
@@ -136,11 +137,13 @@ class Pooling(Layer):
                 y = x.mean(axis=(2, 3), keepdims=True)
             else:
                 xp = self._padded(x, 0)
-                y = np.zeros((N, C) + self.out, dtype=x.dtype)
+                y = top[0].output_data(x)
+                y[...] = 0
                 for _, view in self._offsets():
                     y += xp[view]
                 y /= self._pool_size(H, W).astype(x.dtype)
-            top[0].data = y
+            if self.global_pooling:
+                top[0].data = y
             return
         if self.global_pooling:
             arg = x.reshape(N, C, H * W).argmax(axis=2).reshape(N, C, 1, 1)
@@ -151,10 +154,11 @@ class Pooling(Layer):
             index_type = np.min_scalar_type(int(np.prod(self.kernel)))
             arg = np.zeros((N, C) + self.out, dtype=index_type)
             taken = np.empty_like(arg)
+            y = top[0].output_data(x)
             for k, view in self._offsets():
                 v = xp[view]
                 if k == 0:
-                    y = v.copy()
+                    np.copyto(y, v)
                     continue
                 better = v > y
                 np.maximum(y, v, out=y)
@@ -162,7 +166,8 @@ class Pooling(Layer):
                 np.multiply(better, index_type.type(k), out=taken)
                 np.maximum(arg, taken, out=arg)
         self.cache["arg"] = arg
-        top[0].data = y
+        if self.global_pooling:
+            top[0].data = y
         if len(top) > 1:
             top[1].data = self._mask(arg, H, W).astype(x.dtype)
 
@@ -195,7 +200,12 @@ class Pooling(Layer):
         disjoint = all(s >= k for s, k in zip(self.stride, self.kernel))
         tiles = tuple(o * k for o, k in zip(self.out, self.kernel))
         tiled = self.method == P.MAX and self.stride == self.kernel and (H, W) == (Hp, Wp) == tiles
-        dxp = (np.empty if tiled else np.zeros)((N, C, Hp, Wp), dtype=dy.dtype)
+        if (Hp, Wp) == (H, W):
+            dxp = bottom[0].output_diff(dy)
+        else:
+            dxp = np.empty((N, C, Hp, Wp), dtype=dy.dtype)
+        if not tiled:
+            dxp[...] = 0
         if self.method == P.AVE:
             share = dy / self._pool_size(H, W).astype(dy.dtype)
             for _, view in self._offsets():
@@ -208,4 +218,5 @@ class Pooling(Layer):
                 else:
                     dxp[view] += dy * (arg == k)
         ph, pw = self.pad
-        bottom[0].diff = dxp if (Hp, Wp) == (H, W) else np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W])
+        if (Hp, Wp) != (H, W):
+            bottom[0].diff = np.ascontiguousarray(dxp[:, :, ph:ph + H, pw:pw + W])
