@@ -49,3 +49,15 @@ def test_different_dimensions_are_refused():
 def test_different_batch_sizes_are_refused():
     with pytest.raises(LayerError, match="same first dimension"):
         build(LOSS, [np.ones((2, 3)), np.ones((3, 2))])
+
+
+def test_loss_and_gradient_taken_a_block_at_a_time_match_the_whole_array(monkeypatch):
+    # squared_distance sums blocks of BLOCK values; 3 splits each 2 x 5 array into 4 blocks
+    import dualnet.layers.euclidean_loss as euclidean_loss
+
+    monkeypatch.setattr(euclidean_loss, "BLOCK", 3)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
+    layer, bottom, top = build(LOSS, [a, b])
+    assert forward(layer, bottom, top)[0] == pytest.approx(((a - b) ** 2).sum() / 4, rel=1e-12)
+    check_gradient(LOSS, [a, b], check_bottoms=[0, 1])

@@ -26,16 +26,32 @@ class EuclideanLoss(LossLayer):
 
     def forward(self, bottom, top):
         a = bottom[0].data
-        d = a - bottom[1].data.reshape(a.shape)
-        self.cache["d"] = d
-        top[0].data = np.asarray(np.dot(d.ravel(), d.ravel()) / (2 * a.shape[0]), dtype=a.dtype)
+        d2 = squared_distance(a, bottom[1].data.reshape(a.shape))
+        top[0].data = np.asarray(d2 / (2 * a.shape[0]), dtype=a.dtype)
 
     def backward(self, top, propagate_down, bottom):
-        d = self.cache.pop("d")
-        scale = float(top[0].diff.reshape(())) / bottom[0].shape[0]
+        a = bottom[0].data
+        b = bottom[1].data.reshape(a.shape)
+        scale = float(top[0].diff.reshape(())) / a.shape[0]
         for i, sign in ((0, 1), (1, -1)):
             if propagate_down[i]:
-                bottom[i].diff = (d * (sign * scale)).reshape(bottom[i].shape)
+                grad = bottom[i].output_diff(a, b).reshape(a.shape)
+                np.subtract(a, b, out=grad)
+                grad *= sign * scale
 
     def allow_force_backward(self, bottom_index):
         return True
+
+
+BLOCK = 1 << 18         # values per block of squared_distance
+
+
+def squared_distance(a, b):
+    """sum (a - b)^2 over same-shaped arrays, a block of values at a time: no array of a's size
+    is kept from forward to backward or made at all (backward computes d into the bottom diffs)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    total = 0.0
+    for s in range(0, a.size, BLOCK):
+        d = a[s:s + BLOCK] - b[s:s + BLOCK]
+        total += float(np.dot(d, d))
+    return total
