@@ -267,7 +267,9 @@ def main(argv=None):
     if unknown:
         parser.verb_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     from .errors import DualnetError
+    from .memory import map_large_arrays
 
+    map_large_arrays()
     try:
         _setup_logging(args)
         try:

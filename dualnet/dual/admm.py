@@ -38,9 +38,9 @@ class AdmmState:
         self.u = {}                     # record index -> u (float32, sample_shape); only with dual_memory
 
     def start(self, a, ids):
-        """z_0 = a + u_B; returns (z_0, u_B)."""
+        """z_0 = a + u_B; returns (z_0, u_B). Without dual_memory z_0 is `a` itself (not written to)."""
         if not self.param.dual_memory:
-            return a.copy(), None
+            return a, None
         u = np.stack([self.u.get(int(i), np.zeros(self.sample_shape, np.float32)) for i in ids])
         return a + u, u
 
@@ -51,8 +51,10 @@ class AdmmState:
         return (z + c * anchor) / (1 + c)
 
     def gradient_step(self, y, grad):
-        """z = y - eta grad_z l(f2(y))."""
-        return y - self.eta * grad
+        """z = y - eta grad_z l(f2(y)), a new array (one, no temporary)."""
+        z = np.multiply(grad, -self.eta, dtype=np.result_type(y, grad))
+        z += y
+        return z
 
     def finish(self, a, z, ids):
         """u_B += a - z_K (dual_memory only)."""

@@ -31,9 +31,10 @@ from ..io.solverstate import resolve_snapshot_argument
 from ..io.text import read_net_param
 from ..layer import canonical_axis
 from ..log import GlogFormatter, get_logger
+from ..memory import peak_rss_mb
 from ..solver import resolve_path
 from .protocol import Expectations, frame_limit, make_hello
-from .roles import Net1Role, Net2Role, Wire, peak_rss_mb
+from .roles import Net1Role, Net2Role, Wire
 from .split import PHASES, split_from_pair, split_net
 from .transport import Link, PeerStopped
 

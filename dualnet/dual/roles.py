@@ -34,7 +34,6 @@ flight, saves at k and says BYE{k}, on which net2 saves at k too.
 """
 import collections
 import math
-import resource
 import time
 
 import numpy as np
@@ -44,6 +43,7 @@ from .. import random as dn_random
 from ..errors import DualnetError, NumericalError, PeerError, ProtocolError
 from ..io.solverstate import read_state, resolve_snapshot_argument
 from ..log import get_logger
+from ..memory import peak_rss_mb
 from ..net import Net
 from ..solver import Solver, fmt
 from .admm import AdmmState
@@ -146,11 +146,6 @@ def role_solver_param(param, net_param, role):
     out.net_param.CopyFrom(net_param)
     out.snapshot_prefix = f"{param.snapshot_prefix}_{role}"
     return out
-
-
-def peak_rss_mb():
-    """This process's peak resident set size in MB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class DualRole(Solver):
@@ -365,16 +360,21 @@ class Net1Role(DualRole):
         return a
 
     def _finish(self, net, step, a):
-        message = self._receive(MSG.TARGET, step)
-        target = net.blobs[self.target_name]
-        if self.split.mode == DUAL_LAYER:
-            target.data = message.arrays["target"].reshape(target.shape).astype(target.dtype, copy=False)
-        else:
-            target.data = (a + message.arrays["delta"].reshape(a.shape)).astype(target.dtype, copy=False)
-        self.peer_loss = message.values.get("loss")
+        self._take_target(net, step, a)
         loss = net.forward_layers(self.boundary, len(net.layers) - 1)
         net.backward_layers()
         return loss
+
+    def _take_target(self, net, step, a):
+        """Wait for TARGET `step` and put it in the target blob (ADMM: t = a + delta), in the
+        blob's own array, so that the message's frames are freed before the backward pass."""
+        message = self._receive(MSG.TARGET, step)
+        target = net.blobs[self.target_name]
+        if self.split.mode == DUAL_LAYER:
+            np.copyto(target.output_data(), message.arrays["target"].reshape(target.shape))
+        else:
+            np.add(a, message.arrays["delta"].reshape(a.shape), out=target.output_data(a))
+        self.peer_loss = message.values.get("loss")
 
     def step(self, iterations):
         self._stop_step = self.iter + iterations
@@ -478,7 +478,8 @@ class Net2Role(DualRole):
         cut_shape = split.cut_shapes[pb.TRAIN]
         self.admm = AdmmState(self.dual, cut_shape[0], cut_shape[1:])
         self.sent = collections.OrderedDict()     # step -> (arrays, values): the TARGET cache
-        self.cache_size = 2 + (self.dual.max_staleness if self.dual.schedule == PIPELINED else 0)
+        # net1 sends a FORWARD again only while it is unanswered: at most the batches in flight
+        self.cache_size = 1 + (self.dual.max_staleness if self.dual.schedule == PIPELINED else 0)
         names = self.net._layer_names
         self.first_index = None
         if split.mode == DUAL_LAYER:
@@ -568,7 +569,8 @@ class Net2Role(DualRole):
         if not np.isfinite(z).all():
             self._stop_nonfinite(loss, cause=self._z_cause(steps))
         self.admm.finish(a, z, ids)
-        return loss, {"delta": (z - z0).astype(np.float32, copy=False)}
+        delta = np.subtract(z, z0, out=z)          # z is not needed any more: no new array
+        return loss, {"delta": delta.astype(np.float32, copy=False)}
 
     def _check(self, loss, z_step=0):
         if math.isfinite(loss):
