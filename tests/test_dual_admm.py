@@ -7,7 +7,7 @@ import pytest
 import dualnet
 from dualnet import dualnet_pb2 as pb
 from dualnet.dual.launch import build_split
-from dualnet.dual.roles import Net2Role, Wire
+from dualnet.dual.roles import Net1Role, Net2Role, Wire
 from dual_harness import FakeNet1, FakeNet2, against_fake_peer, make_npz, raise_any, run_pair, small_net, solver_param
 
 MSG = pb.WireHeader
@@ -88,6 +88,22 @@ def test_pipelined_training_lowers_the_loss(files):
     assert net1.iter == net2.iter == 30
     first = dualnet.Net(str(net), dualnet.TRAIN, weights=weights)
     assert net2.smoothed_loss < first.forward()["loss"]
+
+
+def test_pipelined_instances_sharing_blob_diffs_train_as_with_their_own(files, monkeypatch):
+    # net1's PIPELINED instances hold one set of diff arrays (memory); the weights must be
+    # exactly those of instances that each keep their own diffs.
+    tmp_path, net, weights = files
+    param = dual_param('split_at: "pool1" schedule: PIPELINED max_staleness: 1', tmp_path, net)
+    shared, _ = run_pair(param, tmp_path / "dual.prototxt", 6, weights=weights)
+    first, twin = shared.instances
+    assert twin.blobs["conv1"].diff is first.blobs["conv1"].diff
+    monkeypatch.setattr(Net1Role, "_share_blob_diffs", lambda self, twin: None)
+    own, _ = run_pair(param, tmp_path / "dual.prototxt", 6, weights=weights)
+    assert own.instances[1].blobs["conv1"].diff is not own.instances[0].blobs["conv1"].diff
+    for name, blobs in own.net.params.items():
+        for j, blob in enumerate(blobs):
+            assert np.array_equal(shared.net.params[name][j].data, blob.data), f"{name} param {j}"
 
 
 def test_dual_memory_keeps_u_per_sample(files):

@@ -18,7 +18,7 @@ net1's loss compares that with its own copy L' of the layer.
 Schedules: LOCKSTEP waits for each target; PIPELINED keeps up to
 max_staleness batches in flight (net1 forwards batch t+s with weights of
 step t while net2 works), using max_staleness+1 instances of net1 that share
-weights and the data cursor. k1/k2 alternation freezes one side's weights
+weights, the data cursor and the blobs' diff arrays (one backward at a time). k1/k2 alternation freezes one side's weights
 while the other trains. Test batches go through both halves (TEST /
 TEST_RESULT); both roles log the test outputs in Caffe's format (net1 the
 scalar ones net2 sends back). Messages are idempotent by step: a resent
@@ -308,6 +308,7 @@ class Net1Role(DualRole):
             twin = Net(self.net.param, state=self.net.state, origin=self.net.origin)
             twin.share_with(self.net)
             twin.share_data_cursors_with(self.net)
+            self._share_blob_diffs(twin)
             self.instances.append(twin)
         self.in_flight = collections.deque()     # (step, instance, rng state, data states, a) in order
         self.next_step = None
@@ -315,6 +316,13 @@ class Net1Role(DualRole):
         self._peer_request = None
         self._planned = None                     # (action, iteration) agreed with net2
         self._send_limit = None                  # no FORWARD at or after this step (a planned stop)
+
+    def _share_blob_diffs(self, twin):
+        """Only one instance runs backward at a time, and every backward writes a blob's diff
+        before it reads it: the instances start with one set of diff arrays, which stays shared
+        wherever a layer writes into the diff it has (Blob.output_diff)."""
+        for name, blob in twin.blobs.items():
+            blob.diff = self.net.blobs[name].diff
 
     def _on_snapshot_message(self, message):
         # net2 relays its own signal: treat it as ours
