@@ -183,7 +183,10 @@ def cmd_train(args):
         if getattr(args, flag):
             raise DualnetError(f"--{flag} is for dual-net training; {args.solver} has no dual_param "
                                f"(add a dual_param block to the solver, or drop --{flag})")
+    from .memory import keep_small_nets_on_the_heap, map_large_arrays
     from .solver import Solver
+
+    map_large_arrays()
 
     actions = SignalActions(args.sigint_effect, args.sighup_effect)
     interactive = sys.stderr.isatty() and not args.quiet
@@ -195,6 +198,7 @@ def cmd_train(args):
         read_state(snapshot)            # a wrong kind of file is reported before the nets are built
     solver = Solver(param, args.solver, weights=None if snapshot else args.weights, action_request=actions,
                     progress=interactive)
+    keep_small_nets_on_the_heap(solver.net)
     solver.solve(resume_file=snapshot)
     return 0
 
@@ -267,9 +271,7 @@ def main(argv=None):
     if unknown:
         parser.verb_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     from .errors import DualnetError
-    from .memory import map_large_arrays
 
-    map_large_arrays()
     try:
         _setup_logging(args)
         try:

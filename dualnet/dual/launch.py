@@ -31,7 +31,7 @@ from ..io.solverstate import resolve_snapshot_argument
 from ..io.text import read_net_param
 from ..layer import canonical_axis
 from ..log import GlogFormatter, get_logger
-from ..memory import peak_rss_mb
+from ..memory import keep_small_nets_on_the_heap, map_large_arrays, peak_rss_mb
 from ..solver import resolve_path
 from .protocol import Expectations, frame_limit, make_hello
 from .roles import Net1Role, Net2Role, Wire
@@ -139,6 +139,7 @@ def _lossy_warning(split, param):
 def run_role(args, param, role):
     from ..cli import SignalActions
 
+    map_large_arrays()
     dual = param.dual_param
     prefix = snapshot_prefix(param, args.solver)
     param.snapshot_prefix = prefix
@@ -156,6 +157,7 @@ def run_role(args, param, role):
     # before the solver's own set-up logging finishes; a placeholder until then.
     solver = cls(param, args.solver, split, None, wire, weights=weights, action_request=actions,
                  progress=False)
+    keep_small_nets_on_the_heap(solver.net)
     if args.snapshot:
         solver.restore(resolve_snapshot_argument(args.snapshot))
     hello = hello_for(role, param, split, solver.iter)
