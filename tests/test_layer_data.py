@@ -318,7 +318,7 @@ def test_missing_source_in_a_net_names_file_line_layer_and_path(tmp_path, monkey
     with pytest.raises(DualnetError) as error:
         dualnet.Net(str(tmp_path / "net.prototxt"), dualnet.TRAIN)
     message = str(error.value)
-    assert "net.prototxt:2" in message and "'mnist'" in message
+    assert "net.prototxt:7:16:" in message and "'mnist'" in message      # at the source field
     assert str(tmp_path / "mnist_train_lmdb") in message and "create_mnist.sh" in message
 
 

@@ -81,16 +81,23 @@ def fill_weights(net, classifier, seed):
             blobs[1].data[...] = rng.uniform(-0.1, 0.1, blobs[1].data.shape).astype(np.float32)
 
 
-def data_layer_line(path, phase_word):
-    """The 1-based line of the `layer {` block named "data" included in `phase_word`."""
+def data_layer_block(path, phase_word):
+    """(1-based line of its `layer {`, its lines) of the layer named "data" included in `phase_word`."""
     with open(path) as handle:
         lines = handle.read().splitlines()
     starts = [i for i, text in enumerate(lines) if text == "layer {"] + [len(lines)]
     for start, end in zip(starts, starts[1:]):
         block = lines[start:end]
         if '  name: "data"' in block and f"    phase: {phase_word}" in block:
-            return start + 1
+            return start + 1, block
     raise AssertionError(f"no data layer for {phase_word} in {path}")
+
+
+def data_source_position(path, phase_word):
+    """'line:column' (1-based) of that layer's `source:` field."""
+    first, block = data_layer_block(path, phase_word)
+    row = next(i for i, text in enumerate(block) if text.lstrip().startswith("source:"))
+    return f"{first + row}:{block[row].index('source:') + 1}"
 
 
 def run_both(cv2, name, folder):
@@ -209,7 +216,7 @@ def test_train_val_without_lmdb_names_data_layer_and_source(name, phase, tmp_pat
     message = str(raised.value)
     assert "\n" not in message
     phase_name = "TRAIN" if phase == dualnet.TRAIN else "TEST"
-    assert message.startswith(f"{path}:{data_layer_line(path, phase_name)}: "), message
+    assert message.startswith(f"{path}:{data_source_position(path, phase_name)}: "), message
     assert "layer 'data' (Data)" in message
     assert f"'{SOURCES[phase]}'" in message
 
@@ -219,7 +226,7 @@ def test_test_phase_error_points_at_the_test_phase_data_layer(tmp_path, monkeypa
     path = zoo_path("bvlc_alexnet", "train_val")
     with pytest.raises(dualnet.DualnetError) as raised:
         dualnet.Net(path, dualnet.TEST)
-    assert str(raised.value).startswith(f"{path}:{data_layer_line(path, 'TEST')}: ")
+    assert str(raised.value).startswith(f"{path}:{data_source_position(path, 'TEST')}: ")
 
 
 # The image lists the Flickr-style train_val's ImageData layers read in each phase
@@ -238,7 +245,7 @@ def test_flickr_train_val_names_the_unimplemented_imagedata_type_and_its_source(
     message = str(raised.value)
     assert "\n" not in message
     phase_name = "TRAIN" if phase == dualnet.TRAIN else "TEST"
-    type_line = data_layer_line(path, phase_name) + 2          # the block's `type:` field, the one at fault
+    type_line = data_layer_block(path, phase_name)[0] + 2          # the block's `type:` field, the one at fault
     with open(path) as handle:
         assert handle.read().splitlines()[type_line - 1] == '  type: "ImageData"'
     assert message.startswith(f"{path}:{type_line}:3: "), message

@@ -50,6 +50,9 @@ class Data(Layer):
         self.batch_size = p.batch_size
         try:
             self.source = open_source(p, self.source_dir)
+        except DataError as error:
+            raise LayerError(str(error), field="data_param.source") from error
+        try:
             self.transformer = DataTransformer(self.param.transform_param, self.phase, self.source_dir)
         except DataError as error:
             raise LayerError(str(error)) from error
