@@ -28,7 +28,12 @@ def test_peak_rss_is_in_megabytes():
 def test_a_net_without_a_blob_of_32_mib_goes_back_to_the_heap(monkeypatch):
     # the threshold is process-wide: record what would be set instead of setting it
     thresholds = []
-    monkeypatch.setattr(memory, "_set_mmap_threshold", lambda threshold, trim=None: thresholds.append((threshold, trim)) or True)
+
+    def record(threshold, trim=None):
+        thresholds.append((threshold, trim))
+        return True
+
+    monkeypatch.setattr(memory, "_set_mmap_threshold", record)
     small = dualnet.Net(net_with_input((64, 32, 28, 28)), dualnet.TRAIN)          # 6.4 MB
     large = dualnet.Net(net_with_input((1024, 32, 28, 28)), dualnet.TRAIN)        # 103 MB
     assert memory.keep_small_nets_on_the_heap(large) is False and thresholds == []

@@ -18,8 +18,8 @@ net1's loss compares that with its own copy L' of the layer.
 Schedules: LOCKSTEP waits for each target; PIPELINED keeps up to
 max_staleness batches in flight (net1 forwards batch t+s with weights of
 step t while net2 works), using max_staleness+1 instances of net1 that share
-weights, the data cursor and the blobs' diff arrays (one backward at a time). k1/k2 alternation freezes one side's weights
-while the other trains. Test batches go through both halves (TEST /
+weights, the data cursor and the blobs' diff arrays (one backward runs at a
+time). k1/k2 alternation freezes one side's weights while the other trains. Test batches go through both halves (TEST /
 TEST_RESULT); both roles log the test outputs in Caffe's format (net1 the
 scalar ones net2 sends back). Messages are idempotent by step: a resent
 FORWARD gets the cached TARGET, a stale TARGET is ignored. A peer that is
