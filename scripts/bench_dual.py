@@ -35,7 +35,9 @@ output (out.log) and role logs (snap_net1.log, snap_net2.log) stay there.
             maps); then the largest batch that keeps every process under
             --memory-cap MB (default: the single net's peak at --memory-batch),
             searched by doubling and bisecting with 3-iteration probes. Target:
-            the larger role at most 0.6 of the single net.
+            the larger role at most 0.6 of the single net. First, per cut, the
+            bound the cut itself sets: the larger half's share of the unsplit
+            net's activation bytes, as `dualnet split --suggest` counts them.
   wire      bytes per iteration of each cut encoding from the roles' "Wire:"
             lines (net1 sends FORWARD, receives TARGET), a short LOCKSTEP run each.
             Target: FORWARD FLOAT32 / SIGN_BITS >= 16x.
@@ -251,17 +253,34 @@ class Runs:
         return os.path.join(run_dir, f"snap_{role}.log")
 
 
-def cut_payload(case):
-    """(samples, values per sample) at the cut in the TRAIN net, for the expected wire bytes."""
-    from dualnet import dualnet_pb2 as pb
-    from dualnet.dual.split import split_net
+def case_net(case):
+    """(NetParameter, origin) of the case's single-net solver's net."""
     from dualnet.io.text import read_net_param, read_solver_param
     from dualnet.solver import resolve_path
 
     source = os.path.join(ROOT, case.solver)
-    net, origin = read_net_param(resolve_path(read_solver_param(source).net, source, "net"))
+    return read_net_param(resolve_path(read_solver_param(source).net, source, "net"))
+
+
+def cut_payload(case):
+    """(samples, values per sample) at the cut in the TRAIN net, for the expected wire bytes."""
+    from dualnet import dualnet_pb2 as pb
+    from dualnet.dual.split import split_net
+
+    net, origin = case_net(case)
     shape = split_net(net, case.cut, origin=origin).cut_shapes[pb.TRAIN]
     return int(shape[0]), int(math.prod(shape[1:]))
+
+
+def larger_half_shares(case, cuts):
+    """{cut: the larger half's activation bytes / the unsplit net's}, as `dualnet split --suggest`
+    counts them (data and diff of every blob; the ratio does not depend on the batch)."""
+    from dualnet.dual.split import candidate_cuts, unsplit_activation_bytes
+
+    net, origin = case_net(case)
+    rows = {row.blob: row for row in candidate_cuts(net, origin)}
+    whole = unsplit_activation_bytes(net, origin)
+    return {cut: max(rows[cut].net1_bytes, rows[cut].net2_bytes) / whole for cut in cuts}
 
 
 # ---------------------------------------------------------------- log readers
@@ -533,6 +552,10 @@ def bench_memory(case, args, runs, report):
         return
     report.row(case.name, f"peak RSS @ batch {batch}, single net", f"{single:.0f} MB", "—", "—", "—", "—")
     cuts = list(dict.fromkeys((case.cut, case.memory_cut)))
+    for cut, share in larger_half_shares(case, cuts).items():
+        # what the target asks of RSS, asked of the activations alone: the bound the cut sets
+        report.row(case.name, f"activation bytes at {cut}, larger half / unsplit net (split --suggest)",
+                   f"{share:.2f}", "—", "—", f"<= {MEMORY_TARGET}", verdict(share <= MEMORY_TARGET))
     pairs = [(cut, kind, f"{label} at {cut}") for cut in cuts
              for kind, label in (("lockstep", "LOCKSTEP"), ("pipelined", "PIPELINED"))]
     for cut, kind, label in pairs:

@@ -7,7 +7,8 @@ import pytest
 import dualnet
 from dualnet import dualnet_pb2 as pb
 from dualnet.dual.launch import build_split
-from dualnet.dual.split import MEMORY_HALVES, SplitError, best_cut, candidate_cuts, layer_flops, split_net
+from dualnet.dual.split import (MEMORY_HALVES, SplitError, best_cut, candidate_cuts, layer_flops, split_net,
+                                unsplit_activation_bytes)
 from dualnet.io import parse_net_text
 from dual_harness import make_npz, run_pair, solver_param
 
@@ -239,3 +240,21 @@ def test_suggest_reports_each_halfs_activation_bytes(chain, capsys, tmp_path, cu
     assert main(["split", "--model", str(net_path), "--suggest"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.split()[0] == cut)
     assert f"{net1_values * data_and_diff:,}" in line.split() and f"{net2_values * data_and_diff:,}" in line.split()
+
+
+def test_suggest_reports_the_share_of_the_unsplit_nets_activations_the_larger_half_keeps(chain, capsys, tmp_path):
+    # the unsplit chain: data 8x1x8x8, label 8, conv1 8x3x6x6, pool1 8x3x3x3, ip1 8x5, the scalar loss.
+    # net1 is the larger half at every cut; it is smallest at ip1, 512 + 8 + 864 + 216 + 40 + 40 + 1
+    # values (see above; pool1's holds 1817, conv1's 2249), more than the unsplit net with the target
+    whole = 2 * 4 * (512 + 8 + 864 + 216 + 40 + 1)
+    assert unsplit_activation_bytes(chain[0], chain[1]) == whole
+    net_path = tmp_path / "chain.prototxt"
+    net_path.write_text(CHAIN.format(npz=tmp_path / "d.npz"))
+    from dualnet.cli import main
+
+    capsys.readouterr()
+    assert main(["split", "--model", str(net_path), "--suggest"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    share = (512 + 8 + 864 + 216 + 40 + 40 + 1) / (512 + 8 + 864 + 216 + 40 + 1)
+    assert last == (f"the unsplit net holds {whole:,} activation bytes; no cut leaves the larger half less than "
+                    f"{share:.2f} of that (ip1)")

@@ -307,6 +307,15 @@ def candidate_cuts(net_param, origin=None):
     return rows
 
 
+def unsplit_activation_bytes(net_param, origin=None):
+    """Bytes of activations the whole net holds per TRAIN iteration, counted as activation_bytes
+    counts each half's: data and diff (float32) of every blob a layer computes."""
+    train = _full_nets(net_param, origin)[pb.TRAIN]
+    layers = filter_net(net_param, pb.NetState(phase=pb.TRAIN)).layer
+    names = {top for layer in layers for top in layer.top if top in train.blobs}
+    return 2 * 4 * sum(int(np.prod(train.blobs[name].shape, dtype=np.int64)) for name in names)
+
+
 def best_cut(rows, tolerance=0.02, halves=(1, 2)):
     """The most balanced cut: the smallest larger half, in FLOPs (halves (1, 2),
     the default) or in activation bytes (halves (4, 5), the memory each half

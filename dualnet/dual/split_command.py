@@ -8,7 +8,8 @@ each half's forward+backward FLOPs, each half's activation bytes (data and
 diff of the blobs it holds, float32; split.activation_bytes) and the bytes
 that cross the cut (float32 cut out, float32 target back); then it names the
 cut whose larger half (in FLOPs) is smallest and, when another, the cut whose
-larger half in activation bytes is smallest.
+larger half in activation bytes is smallest, and how large a share of the
+unsplit net's activation bytes that larger half holds at the least.
 """
 import logging
 import os
@@ -18,7 +19,7 @@ from google.protobuf import text_format
 from .. import dualnet_pb2 as pb
 from ..errors import DualnetError
 from ..io.text import read_net_param
-from .split import DUAL_LAYER, MEMORY_HALVES, best_cut, candidate_cuts, split_net
+from .split import DUAL_LAYER, MEMORY_HALVES, best_cut, candidate_cuts, split_net, unsplit_activation_bytes
 
 HEADER = "{:<16} {:>12} {:>12} {:>15} {:>15} {:>9} {:>14}"
 
@@ -52,6 +53,7 @@ def run_split(args):
         logger.setLevel(logging.WARNING)        # the table, not the log of building each half
         try:
             rows = candidate_cuts(net_param, origin)
+            whole = unsplit_activation_bytes(net_param, origin)
         finally:
             logger.setLevel(level)
         if not rows:
@@ -69,6 +71,9 @@ def run_split(args):
             print(f"cut that balances memory instead: {lightest.blob} (net1 {lightest.net1_bytes:,} and net2 "
                   f"{lightest.net2_bytes:,} activation bytes; {lightest.net1_flops / 1e6:.1f} and "
                   f"{lightest.net2_flops / 1e6:.1f} MFLOP)")
+        even = min(rows, key=lambda row: max(row.net1_bytes, row.net2_bytes))
+        print(f"the unsplit net holds {whole:,} activation bytes; no cut leaves the larger half less than "
+              f"{max(even.net1_bytes, even.net2_bytes) / whole:.2f} of that ({even.blob})")
         return 0
     if not args.at or not args.out:
         raise DualnetError("dualnet split needs --at BLOB and --out DIR (or --suggest)")
